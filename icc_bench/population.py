@@ -1,0 +1,206 @@
+"""From a population spec to a zoo: expand the grid into jobs, train what is missing, record it.
+
+A job is one (configuration, seed). Its ``model_id`` is derived from the hyperparameters and the
+seed, so a re-run of the same spec finds the models it already has by name and trains only the
+missing ones. Workers (see ``icc_bench.executors``) only train and return results; the driver alone
+writes records, so two workers never race on the zoo.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from icc_bench.config import ArchitectureSpec, DatasetSpec, HyperParams, PopulationSpec, Schedule, SpecError, load_spec
+from icc_bench.zoo import Zoo, versions
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- specs ---------------------------------------------------------------------------------------
+def spec_dirs() -> list[Path]:
+    """Where population specs are looked up by name: ``$ICC_BENCH_SPECS``, ./model_zoo, the package's."""
+    dirs = [Path(p) for p in os.environ.get("ICC_BENCH_SPECS", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "model_zoo", REPO_ROOT / "model_zoo"]
+    return list(dict.fromkeys(d.resolve() for d in dirs if d.is_dir()))
+
+
+def available_specs() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in spec_dirs():
+        for path in sorted(d.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def find_spec(name_or_path: str) -> PopulationSpec:
+    """A spec by name (``quick``) or by path (``my/pop.toml``)."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.is_file():
+        return load_spec(path)
+    specs = available_specs()
+    if name_or_path not in specs:
+        import difflib
+
+        close = difflib.get_close_matches(name_or_path, list(specs), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise SpecError(
+            f"no population named '{name_or_path}'{hint} Known: {', '.join(specs) or 'none'} "
+            f"(looked in {', '.join(map(str, spec_dirs()))}); or pass the path of a .toml spec"
+        )
+    return load_spec(specs[name_or_path])
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainJob:
+    population: str
+    model_id: str
+    hyperparams: HyperParams
+    seed: int
+    architecture: ArchitectureSpec
+    dataset: DatasetSpec
+    schedule: Schedule
+
+
+def make_model_id(hp: HyperParams, seed: int) -> str:
+    return f"{hp.slug()}_s{seed}"
+
+
+def expand(spec: PopulationSpec) -> list[TrainJob]:
+    return [
+        TrainJob(spec.name, make_model_id(hp, seed), hp, seed, spec.architecture, spec.dataset, spec.schedule)
+        for hp in spec.configurations()
+        for seed in spec.seeds
+    ]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_dataset_cached(dataset_json: str, data_dir: str | None):
+    from icc_bench.data import load_dataset
+
+    return load_dataset(DatasetSpec.model_validate_json(dataset_json), Path(data_dir) if data_dir else None)
+
+
+def load_job_dataset(spec: DatasetSpec, data_dir: str | Path | None):
+    """Load a dataset once per process (workers train many models on the same data)."""
+    return _load_dataset_cached(spec.model_dump_json(), str(data_dir) if data_dir else None)
+
+
+@dataclass
+class JobResult:
+    job: TrainJob
+    record: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    snapshots: dict[int, dict[str, torch.Tensor]]
+
+
+def run_job(job: TrainJob, *, data_dir: str | Path | None, device: str | None, on_epoch: Callable | None = None) -> JobResult:
+    """Train one job and build its record (not written: the driver writes)."""
+    from icc_bench.train import resolve_device, train_model
+
+    dataset = load_job_dataset(job.dataset, data_dir)
+    dev = resolve_device(device)
+    result = train_model(job.architecture, job.hyperparams, job.schedule, dataset, seed=job.seed, device=dev, on_epoch=on_epoch)
+    n_params = sum(v.numel() for k, v in result.state_dict.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    record = {
+        "model_id": job.model_id,
+        "population": job.population,
+        "seed": job.seed,
+        "hyperparams": job.hyperparams.model_dump(mode="json"),
+        "architecture": job.architecture.model_dump(mode="json"),
+        "dataset": job.dataset.model_dump(mode="json"),
+        "schedule": job.schedule.model_dump(mode="json"),
+        "num_classes": dataset.num_classes,
+        "input_shape": list(dataset.input_shape),
+        "hierarchical": dataset.hierarchical,
+        "layers": result.layers,
+        "parameters": n_params,
+        "status": "complete",
+        "train_accuracy": result.train_accuracy,
+        "train_loss": result.train_loss,
+        "test_accuracy": result.test_accuracy,
+        "test_loss": result.test_loss,
+        "epochs_run": result.epochs_run,
+        "reached_loss_stop": result.reached_loss_stop,
+        "train_seconds": round(result.seconds, 3),
+        "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
+        "curve": [vars(s) for s in result.curve],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+    }
+    return JobResult(job, record, result.state_dict, result.snapshots)
+
+
+# -- the driver ----------------------------------------------------------------------------------
+@dataclass
+class TrainSummary:
+    population: str
+    total: int
+    already_done: int
+    trained: int
+    remaining: int
+    records: list[dict[str, Any]]
+    seconds: float
+
+
+def pending(spec: PopulationSpec, zoo: Zoo) -> list[TrainJob]:
+    return [job for job in expand(spec) if not zoo.has(job.model_id)]
+
+
+def train_population(
+    spec: PopulationSpec,
+    runs_dir: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    limit: int | None = None,
+    executor=None,
+    progress=None,
+) -> TrainSummary:
+    """Train every model of ``spec`` that ``<runs_dir>/<name>`` does not hold yet.
+
+    ``progress`` receives ``start(total, done)``, ``model_started(job)``, ``epoch(job, stats)`` and
+    ``model_done(job, record)`` calls (see ``icc_bench.cli``); ``None`` is silent.
+    """
+    from icc_bench.executors import LocalExecutor
+
+    zoo = Zoo(Path(runs_dir) / spec.name)
+    existing = zoo.read_spec()
+    spec_json = json.loads(spec.model_dump_json())
+    if existing is not None and existing != spec_json:
+        changed = sorted(k for k in set(existing) | set(spec_json) if existing.get(k) != spec_json.get(k))
+        raise SpecError(
+            f"{zoo.root / 'population.json'}: the zoo was trained from a different '{spec.name}' spec "
+            f"(differs in: {', '.join(changed)}); use another --runs-dir or move the old zoo away"
+        )
+    jobs = expand(spec)
+    todo = [job for job in jobs if not zoo.has(job.model_id)]
+    already = len(jobs) - len(todo)
+    if limit is not None:
+        todo = todo[:limit]
+    # Load (and validate) the dataset before anything is written, so bad input loses nothing.
+    load_job_dataset(spec.dataset, data_dir)
+    zoo.write_spec(spec_json)
+    zoo.remove_partial_files()
+    executor = executor or LocalExecutor()
+    if progress is not None:
+        progress.start(len(jobs), already)
+    started = time.perf_counter()
+    trained = 0
+    for result in executor.train(todo, data_dir=data_dir, device=device, progress=progress):
+        zoo.write_model(result.record, result.state_dict, result.snapshots)
+        trained += 1
+        if progress is not None:
+            progress.model_done(result.job, result.record)
+    records = [zoo.read_record(job.model_id) for job in jobs if zoo.has(job.model_id)]
+    return TrainSummary(spec.name, len(jobs), already, trained, len(jobs) - len(records), records, time.perf_counter() - started)

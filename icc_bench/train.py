@@ -1,0 +1,196 @@
+"""Train one configuration: the paper's recipe, on whatever device is there.
+
+The recipe (SPEC §4, paper appendix A.2-A.3):
+
+- SGD with momentum 0.9, or Adam with the learning rate divided by 100 (as Jiang et al. 2020).
+- Weight decay as PyTorch's ``weight_decay`` (gradient += wd * w) on every parameter.
+- Learning rate x ``gamma`` at each milestone epoch (paper: x0.2 at 150, 230, 240 of 250).
+- Stop early once an epoch's mean training loss is below ``stop_train_loss`` (paper: 1e-4).
+- Augmentation (when on): shifts up to 4 pixels with reflection padding and horizontal flips,
+  applied to whole batches on the device (``icc_bench.data.augment_batch``).
+
+Batches are slices of tensors that already live on the device: no DataLoader, no per-sample
+Python. On CUDA the forward pass runs under bf16 autocast with channels_last tensors; on the CPU
+everything is float32 and a seed gives the same model bit for bit.
+
+The final accuracies and losses of the record are measured after training, in eval mode, on the
+whole (unaugmented) training and test sets; the per-epoch curve keeps the running training
+loss/accuracy of each epoch (train mode, as frameworks report them) and the test accuracy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from icc_bench.config import ArchitectureSpec, HyperParams, Schedule
+from icc_bench.data import ImageDataset, iterate_batches
+from icc_bench.models import build_model, count_layers
+
+#: Images per forward pass when evaluating (no gradients, so larger than any training batch).
+EVAL_BATCH = 1000
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float  # mean over the epoch's batches, train mode, augmented if augmentation is on
+    train_accuracy: float
+    test_accuracy: float
+    learning_rate: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    state_dict: dict[str, torch.Tensor]  # on the CPU
+    curve: list[EpochStats]
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    epochs_run: int
+    reached_loss_stop: bool
+    seconds: float
+    layers: int  # conv + linear layers: the paper's depth count
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)  # epoch -> CPU state_dict
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when present, else the CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(model: nn.Module, hp: HyperParams) -> torch.optim.Optimizer:
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=hp.learning_rate, momentum=0.9, weight_decay=hp.weight_decay
+        )
+    # Adam: the paper (and Jiang et al.) divide the learning rate by 100.
+    return torch.optim.Adam(model.parameters(), lr=hp.learning_rate / 100, weight_decay=hp.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on (x, y), in eval mode (mode restored after)."""
+    was_training = model.training
+    model.eval()
+    device = x.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    try:
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            with _autocast(device):
+                logits = model(_to_memory_format(xb))
+            loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").double()
+            correct += (logits.argmax(1) == yb).sum()
+    finally:
+        model.train(was_training)
+    n = max(len(x), 1)
+    return float(loss_sum) / n, int(correct) / n
+
+
+def _to_memory_format(x: torch.Tensor) -> torch.Tensor:
+    # channels_last speeds up convolutions on CUDA tensor cores; on the CPU it only costs copies.
+    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def train_model(
+    architecture: ArchitectureSpec,
+    hp: HyperParams,
+    schedule: Schedule,
+    dataset: ImageDataset,
+    *,
+    seed: int,
+    device: torch.device | str | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> TrainResult:
+    """Train one configuration from scratch and return its weights, curve and final metrics.
+
+    ``dataset`` may live anywhere; it is moved to ``device`` once. ``on_epoch`` is called after
+    every epoch (progress displays use it).
+    """
+    device = resolve_device(device)
+    data = dataset.to(device)
+    torch.manual_seed(seed)  # weight init
+    batch_gen = torch.Generator(device=device).manual_seed(seed)  # shuffling and augmentation
+
+    model = build_model(architecture, hp, data.num_classes, data.input_shape).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, hp)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(schedule.milestones), gamma=schedule.gamma)
+
+    curve: list[EpochStats] = []
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    reached_stop = False
+    started = time.perf_counter()
+    for epoch in range(1, schedule.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        lr = optimizer.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        for xb, yb in iterate_batches(
+            data.x_train, data.y_train, hp.batch_size, shuffle=True, generator=batch_gen, augment=hp.augmentation
+        ):
+            with _autocast(device):
+                logits = model(_to_memory_format(xb))  # (B, num_classes)
+                loss = F.cross_entropy(logits.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            # Accumulate on the device: one host sync per epoch, not per batch.
+            loss_sum += loss.detach().double() * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum()
+        scheduler.step()
+        n = len(data.y_train)
+        train_loss = float(loss_sum) / n
+        _, test_acc = evaluate(model, data.x_test, data.y_test)
+        stats = EpochStats(epoch, train_loss, int(correct) / n, test_acc, lr, time.perf_counter() - epoch_start)
+        curve.append(stats)
+        if epoch in schedule.save_epochs:
+            snapshots[epoch] = _cpu_state(model)
+        if on_epoch is not None:
+            on_epoch(stats)
+        if train_loss < schedule.stop_train_loss:
+            reached_stop = True
+            break
+
+    train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
+    test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+    return TrainResult(
+        state_dict=_cpu_state(model),
+        curve=curve,
+        train_loss=train_loss,
+        train_accuracy=train_acc,
+        test_loss=test_loss,
+        test_accuracy=test_acc,
+        epochs_run=len(curve),
+        reached_loss_stop=reached_stop,
+        seconds=time.perf_counter() - started,
+        layers=count_layers(model),
+        snapshots=snapshots,
+    )

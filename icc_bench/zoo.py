@@ -1,0 +1,208 @@
+"""The zoo on disk: one safetensors checkpoint and one JSON record per model.
+
+Layout of ``<runs>/<population>/``::
+
+    population.json                 the spec the zoo was trained from (self-describing zoo)
+    models/<model_id>.safetensors   final weights (never pickle)
+    models/<model_id>.json          the record: hyperparameters, curve, metrics, sha256, versions
+    models/<model_id>@<epoch>.safetensors   optional snapshots (``save_epochs``), listed in the record
+
+Every file is written to a temporary name in the same folder and renamed into place, and the record
+is written last: a record on disk means its checkpoints are whole. A killed run therefore leaves
+only whole models, plus perhaps an orphan checkpoint that the next run overwrites. Loading verifies
+the checkpoint's sha256 against the record and refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+RECORD_SCHEMA = 1
+
+
+class ZooError(RuntimeError):
+    """A zoo that cannot be read as asked; the message names the file and what to do."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """Save with safetensors through a temporary file; return the sha256 of the bytes on disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        digest = sha256_file(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest
+
+
+def versions() -> dict[str, str]:
+    from icc_bench import __version__
+
+    return {"icc_bench": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+class Zoo:
+    """A population's folder of trained models."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.models_dir = self.root / "models"
+
+    # -- paths ---------------------------------------------------------------------------------
+    def record_path(self, model_id: str) -> Path:
+        return self.models_dir / f"{model_id}.json"
+
+    def checkpoint_path(self, model_id: str, epoch: int | None = None) -> Path:
+        suffix = "" if epoch is None else f"@{epoch}"
+        return self.models_dir / f"{model_id}{suffix}.safetensors"
+
+    # -- writing -------------------------------------------------------------------------------
+    def write_spec(self, spec_json: dict[str, Any]) -> None:
+        atomic_write_json(self.root / "population.json", spec_json)
+
+    def write_model(
+        self,
+        record: dict[str, Any],
+        state_dict: dict[str, torch.Tensor],
+        snapshots: dict[int, dict[str, torch.Tensor]] | None = None,
+    ) -> dict[str, Any]:
+        """Write checkpoints, then the record (with their sha256); return the record written."""
+        model_id = record["model_id"]
+        # One metadata key only: safetensors writes its metadata map in hash order, so several keys
+        # would make identical weights hash differently from one save to the next.
+        meta = {"icc_bench": json.dumps({"model_id": model_id, "format": "state_dict"})}
+        record = dict(record)
+        record["schema"] = RECORD_SCHEMA
+        record["checkpoint"] = self.checkpoint_path(model_id).name
+        record["checkpoint_sha256"] = _atomic_save_tensors(self.checkpoint_path(model_id), state_dict, meta)
+        record["snapshots"] = {
+            str(epoch): {
+                "checkpoint": self.checkpoint_path(model_id, epoch).name,
+                "sha256": _atomic_save_tensors(
+                    self.checkpoint_path(model_id, epoch), sd,
+                    {"icc_bench": json.dumps({"model_id": model_id, "format": "state_dict", "epoch": epoch})},
+                ),
+            }
+            for epoch, sd in sorted((snapshots or {}).items())
+        }
+        record.setdefault("versions", versions())
+        atomic_write_json(self.record_path(model_id), record)
+        return record
+
+    def remove_partial_files(self) -> None:
+        """Delete temporary files a killed writer left behind (never whole records or checkpoints)."""
+        if self.models_dir.is_dir():
+            for tmp in self.models_dir.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+    # -- reading -------------------------------------------------------------------------------
+    def has(self, model_id: str) -> bool:
+        return self.record_path(model_id).is_file()
+
+    def read_record(self, model_id: str) -> dict[str, Any]:
+        path = self.record_path(model_id)
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ZooError(f"{path}: no record for model '{model_id}' in this zoo; train or import it first") from None
+        except json.JSONDecodeError as e:
+            raise ZooError(f"{path}: the record is not valid JSON ({e}); delete it to retrain that model") from None
+
+    def model_ids(self) -> list[str]:
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.models_dir.glob("*.json") if not p.name.startswith("."))
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for model_id in self.model_ids():
+            yield self.read_record(model_id)
+
+    def read_spec(self) -> dict[str, Any] | None:
+        path = self.root / "population.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def verify(self, model_id: str, epoch: int | None = None) -> Path:
+        """Check a checkpoint against the sha256 in its record; return its path or raise ZooError."""
+        record = self.read_record(model_id)
+        if epoch is None:
+            expected = record.get("checkpoint_sha256")
+        else:
+            snap = record.get("snapshots", {}).get(str(epoch))
+            if snap is None:
+                saved = ", ".join(record.get("snapshots", {})) or "none"
+                raise ZooError(f"model '{model_id}' has no checkpoint saved at epoch {epoch} (saved: {saved})")
+            expected = snap["sha256"]
+        path = self.checkpoint_path(model_id, epoch)
+        if not path.is_file():
+            raise ZooError(f"{path}: checkpoint missing although its record exists; delete {self.record_path(model_id)} to retrain it")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ZooError(
+                f"{path}: checkpoint does not match the sha256 in its record (expected {expected[:12]}..., "
+                f"found {actual[:12]}...); it was altered or corrupted, so it is refused: delete "
+                f"{self.record_path(model_id)} and the checkpoint to retrain it"
+            )
+        return path
+
+    def load_state_dict(self, model_id: str, epoch: int | None = None, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """The verified weights of a model (or of one of its snapshots)."""
+        path = self.verify(model_id, epoch)
+        return load_file(path, device=str(device))
+
+    def load_model(self, model_id: str, *, epoch: int | None = None, device: str | torch.device = "cpu"):
+        """Rebuild a model from its record and load its verified weights: ``(model, record)``, eval mode."""
+        from icc_bench.config import ArchitectureSpec, HyperParams
+        from icc_bench.models import build_model
+
+        record = self.read_record(model_id)
+        model = build_model(
+            ArchitectureSpec.model_validate(record["architecture"]),
+            HyperParams.model_validate(record["hyperparams"]),
+            record["num_classes"],
+            tuple(record["input_shape"]),
+        )
+        model.load_state_dict(self.load_state_dict(model_id, epoch, device="cpu"))
+        return model.to(device).eval(), record
