@@ -1,0 +1,363 @@
+"""A measure, the context it is computed in, and the call that computes it.
+
+A :class:`Measure` is a registered description of a generalization measure: the snake_case name
+that is its key everywhere (CLI, specs, results store, leaderboard columns), its family, its
+direction, whether it needs a label hierarchy, the pure function that computes it and the frozen
+settings object that function receives. :class:`MeasureContext` is what that function reads: one
+model with its dataset, plus the probe representations computed once and shared by every measure.
+:func:`compute_measure` is the only way the harness calls a measure; it enforces the contract (a
+Python float, or :class:`NotApplicable`).
+
+Torch is imported inside the functions that need it, so that ``import icc_bench`` stays fast for a
+plugin that only declares measures or a command that only lists them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from icc_bench.config import HyperParams
+    from icc_bench.data import ImageDataset
+    from icc_bench.probe import Representations
+    from icc_bench.registry import PluginInfo
+
+#: The signature of a measure function: ``fn(ctx, settings) -> float``.
+MeasureFn = Callable[["MeasureContext", Any], float]
+
+
+class InvalidMeasureError(ValueError):
+    """A ``Measure(...)`` whose fields break the contract; the message names the measure and field."""
+
+
+class InvalidSettingsError(ValueError):
+    """A settings override that the measure's settings model rejects."""
+
+
+class NotApplicable(Exception):
+    """The measure does not apply to this model or dataset (not a failure); the message says why.
+
+    Raised by :func:`compute_measure` for a measure that needs a label hierarchy on a dataset
+    without one; a measure function may raise it too, for a case it cannot define.
+    """
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measure:
+    """One registered measure. Construct it in an ``icc_bench_register_measures`` hook.
+
+    Attributes
+    ----------
+    name : str
+        snake_case key (``^[a-z][a-z0-9_]*$``), checked by the registry.
+    family : str
+        What kind of measure this is ("intraclass clustering", "sharpness", ...); the leaderboard
+        groups by it.
+    higher_is_better : bool
+        True when a higher value predicts better generalization (c1..c4); False for complexity
+        measures such as sharpness, where a higher value predicts worse. Declared, never inferred.
+    needs_hierarchy : bool
+        True when the measure uses subclass labels; on a dataset without a hierarchy it is
+        reported as not applicable rather than failed.
+    fn : callable
+        ``fn(ctx: MeasureContext, settings) -> float``; a pure function of its arguments.
+    settings : pydantic.BaseModel
+        A frozen settings object holding the measure's defaults (the paper's).
+    description : str
+        One line for ``icc-bench measures``; defaults to the first line of ``fn``'s docstring.
+    plugin : PluginInfo or None
+        The plugin that registered the measure; filled in by the registry.
+    """
+
+    name: str
+    family: str
+    higher_is_better: bool
+    needs_hierarchy: bool
+    fn: MeasureFn
+    settings: BaseModel
+    description: str = ""
+    plugin: PluginInfo | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"measure {self.name!r}"
+        if not isinstance(self.family, str) or not self.family.strip():
+            raise InvalidMeasureError(
+                f"{where}: family must be a non-empty string such as 'sharpness', got {self.family!r}"
+            )
+        for flag in ("higher_is_better", "needs_hierarchy"):
+            value = getattr(self, flag)
+            if not isinstance(value, bool):
+                raise InvalidMeasureError(f"{where}: {flag} must be True or False, got {value!r}")
+        if not callable(self.fn):
+            raise InvalidMeasureError(f"{where}: fn must be a function fn(ctx, settings) -> float, got {self.fn!r}")
+        _check_takes_ctx_and_settings(where, self.fn)
+        if not isinstance(self.settings, BaseModel):
+            raise InvalidMeasureError(
+                f"{where}: settings must be an instance of a pydantic BaseModel, got {type(self.settings).__name__}"
+            )
+        if type(self.settings).model_config.get("frozen") is not True:
+            raise InvalidMeasureError(
+                f"{where}: settings model {type(self.settings).__name__} must be frozen; "
+                "add model_config = ConfigDict(frozen=True) to it"
+            )
+        if not self.description:
+            doc = inspect.getdoc(self.fn) or ""
+            # The dataclass is frozen; __post_init__ is the one place allowed to fill a default.
+            object.__setattr__(self, "description", doc.strip().split("\n", 1)[0])
+
+    @property
+    def settings_hash(self) -> str:
+        """16 hex digits of the sha256 of the canonical JSON of the name and settings.
+
+        The results store keys values by it, so a value computed with other settings is never
+        mistaken for this one.
+        """
+        payload = {"measure": self.name, "settings": self.settings.model_dump(mode="json")}
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def with_settings(self, **overrides: Any) -> Measure:
+        """The same measure with some settings changed, validated by the settings model."""
+        model = type(self.settings)
+        unknown = sorted(set(overrides) - set(model.model_fields))
+        if unknown:
+            known = ", ".join(model.model_fields) or "(none)"
+            raise InvalidSettingsError(
+                f"measure {self.name!r} has no setting {unknown[0]!r}; its settings are: {known}"
+            )
+        try:
+            settings = model.model_validate({**self.settings.model_dump(), **overrides})
+        except ValidationError as e:
+            first = e.errors()[0]
+            setting = ".".join(str(part) for part in first["loc"])
+            raise InvalidSettingsError(
+                f"measure {self.name!r}: setting {setting!r}: {first['msg']} (got {first.get('input')!r})"
+            ) from None
+        return dataclasses.replace(self, settings=settings)
+
+    def applicability_reason(self, ctx: MeasureContext) -> str | None:
+        """Why the measure does not apply to ``ctx``, or None when it does."""
+        if self.needs_hierarchy and ctx.fine_to_coarse is None:
+            return (
+                f"measure {self.name!r} needs subclass labels (a label hierarchy) "
+                f"and dataset {ctx.dataset.name!r} has none"
+            )
+        return None
+
+    def applicable(self, ctx: MeasureContext) -> bool:
+        return self.applicability_reason(ctx) is None
+
+
+def _check_takes_ctx_and_settings(where: str, fn: MeasureFn) -> None:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # some builtins and C callables have no signature to check
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise InvalidMeasureError(
+            f"{where}: fn{signature} must accept two positional arguments (ctx, settings)"
+        ) from None
+
+
+def compute_measure(measure: Measure, ctx: MeasureContext) -> float:
+    """Compute ``measure`` on ``ctx`` and return its value as a Python float.
+
+    Raises
+    ------
+    NotApplicable
+        When the measure needs a hierarchy that the dataset lacks, or its function says so.
+    TypeError
+        When the function returns anything but a real number: a float, a NumPy floating scalar or
+        a 0-d floating tensor are converted; integers, booleans, arrays and None are refused.
+    """
+    reason = measure.applicability_reason(ctx)
+    if reason is not None:
+        raise NotApplicable(reason)
+    return _as_python_float(measure.name, measure.fn(ctx, measure.settings))
+
+
+def _as_python_float(name: str, value: Any) -> float:
+    if isinstance(value, float):  # includes numpy.float64, a float subclass
+        return float(value)
+    # 0-d tensors and NumPy scalars/0-d arrays share .item() and .shape; duck typing avoids
+    # importing torch or NumPy here.
+    if hasattr(value, "item") and tuple(getattr(value, "shape", (None,))) == ():
+        item = value.item()
+        if isinstance(item, float):
+            return item
+        raise TypeError(
+            f"measure {name!r} returned a 0-d {type(value).__name__} holding {type(item).__name__} "
+            f"{item!r}; a measure returns a float"
+        )
+    shape = getattr(value, "shape", None)
+    kind = type(value).__name__
+    described = f"{kind} of shape {tuple(shape)}" if shape is not None else f"{kind} {value!r}"
+    raise TypeError(f"measure {name!r} returned a {described}; a measure returns a Python float")
+
+
+class ProbeSample:
+    """One probe: a stratified sample of the training set, and its representations on first use.
+
+    Attributes
+    ----------
+    per_class : int or None
+        Samples per class (subclass when the dataset is hierarchical); None = the whole training set.
+    indices : Tensor
+        (n_probe,) int64 sorted indices into the training set, on the CPU.
+    labels : Tensor
+        (n_probe,) int64 training labels (superclasses when hierarchical), on the context's device.
+    fine_labels : Tensor or None
+        (n_probe,) int64 subclass labels, or None without a hierarchy.
+    """
+
+    def __init__(self, ctx: MeasureContext, per_class: int | None) -> None:
+        from icc_bench.probe import stratified_indices
+
+        dataset = ctx.dataset
+        # Stratify over subclasses when there are some, so every subclass is in the probe.
+        strata = dataset.fine_train if dataset.fine_train is not None else dataset.y_train
+        self._ctx = ctx
+        self.per_class = per_class
+        # On the CPU, so that the sample is the same whatever the device.
+        self.indices = stratified_indices(strata.cpu(), per_class, ctx.seed)
+        self.labels = dataset.y_train[self.indices]
+        self.fine_labels = None if dataset.fine_train is None else dataset.fine_train[self.indices]
+
+    @cached_property
+    def representations(self) -> Representations:
+        from icc_bench.probe import compute_representations
+
+        return compute_representations(self._ctx.model, self._ctx.dataset.x_train[self.indices])
+
+    @property
+    def preactivations(self) -> list[Tensor]:
+        return self.representations.preactivations
+
+    @property
+    def activations(self) -> list[Tensor]:
+        return self.representations.activations
+
+
+class MeasureContext:
+    """Everything a measure may read about one model; expensive parts are computed once, on use.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The trained network. It is moved to ``device`` and put in eval mode (in place).
+    dataset : ImageDataset
+        The dataset the model was trained on; held on ``device``.
+    hyperparams : HyperParams
+        The configuration the model was trained with.
+    seed : int
+        Seeds the probe sample and :meth:`generator`.
+    device : torch.device or str
+        Where the model and tensors live.
+    record : dict or None
+        The model's zoo record (accuracies, curve, ...), as read from disk.
+    probe_samples : int or None
+        Probe samples per class (SPEC §1); None = the whole training set.
+
+    Attributes
+    ----------
+    model, dataset, hyperparams, seed, device, record, probe_samples
+        As given (model in eval mode and dataset on ``device``).
+    probe_indices, probe_labels, probe_fine_labels
+        The default probe's :class:`ProbeSample` fields.
+    fine_to_coarse : Tensor or None
+        (num_fine,) superclass of each subclass, or None without a hierarchy.
+    representations, preactivations, activations
+        The default probe's per-layer representations (lists of (n_probe, n_neurons_l) float32
+        tensors), computed on first access and shared by every measure of this model.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataset: ImageDataset,
+        hyperparams: HyperParams,
+        seed: int,
+        device: torch.device | str = "cpu",
+        record: dict[str, Any] | None = None,
+        probe_samples: int | None = None,
+    ) -> None:
+        import torch
+
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.dataset = dataset.to(self.device)
+        self.hyperparams = hyperparams
+        self.seed = seed
+        self.record = record if record is not None else {}
+        self.probe_samples = probe_samples
+        self._probes: dict[int | None, ProbeSample] = {}
+
+    def generator(self) -> torch.Generator:
+        """A fresh CPU ``torch.Generator`` seeded with ``seed``.
+
+        Each call starts the same stream again, so take one per measure call and draw from it.
+        It lives on the CPU so that draws are the same on every device: draw on the CPU and move
+        the tensor (``torch.randn(shape, generator=g).to(ctx.device)``).
+        """
+        import torch
+
+        return torch.Generator().manual_seed(self.seed)
+
+    def probe_for(self, probe_samples: int | None) -> ProbeSample:
+        """The probe of ``probe_samples`` per class (None = all), built once per size."""
+        if probe_samples not in self._probes:
+            self._probes[probe_samples] = ProbeSample(self, probe_samples)
+        return self._probes[probe_samples]
+
+    def representations_for(self, probe_samples: int | None) -> Representations:
+        """Representations of the probe of another size, for a measure whose settings pick one.
+
+        The matching labels are ``ctx.probe_for(probe_samples).labels`` / ``.fine_labels``.
+        """
+        return self.probe_for(probe_samples).representations
+
+    @property
+    def probe(self) -> ProbeSample:
+        return self.probe_for(self.probe_samples)
+
+    @property
+    def probe_indices(self) -> Tensor:
+        return self.probe.indices
+
+    @property
+    def probe_labels(self) -> Tensor:
+        return self.probe.labels
+
+    @property
+    def probe_fine_labels(self) -> Tensor | None:
+        return self.probe.fine_labels
+
+    @property
+    def fine_to_coarse(self) -> Tensor | None:
+        return self.dataset.fine_to_coarse
+
+    @property
+    def representations(self) -> Representations:
+        return self.probe.representations
+
+    @property
+    def preactivations(self) -> list[Tensor]:
+        return self.probe.preactivations
+
+    @property
+    def activations(self) -> list[Tensor]:
+        return self.probe.activations
