@@ -451,7 +451,7 @@ def test_settings_mirror_kernel_options():
     layers, fine = make_probe(0)
     layers, fine, mapping = to_torch(layers), torch.tensor(fine), torch.tensor(FINE_TO_COARSE)
     labels = mapping[fine]
-    options = lambda settings: settings.model_dump(exclude={"probe_samples"})  # noqa: E731
+    options = lambda settings: settings.model_dump(exclude={"probe_samples"})
     assert c1_selectivity(layers, fine, mapping, **options(C1Settings())) == c1_selectivity(layers, fine, mapping)
     assert c2_silhouette(layers, fine, mapping, **options(C2Settings())) == c2_silhouette(layers, fine, mapping)
     assert c3_variance_ratio(layers, labels, **options(C3Settings())) == c3_variance_ratio(layers, labels)

@@ -7,51 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-import torch
 
 from icc_bench.cli import main
 from icc_bench.config import load_spec
 from icc_bench.population import expand, train_population
 from icc_bench.zoo import Zoo, ZooError
-
-TINY = """
-description = "a tiny population for tests"
-[dataset]
-name = "synthetic_hierarchy"
-options = {{ superclasses = 2, subclasses = 2, train_per_subclass = 12, test_per_subclass = 8, resolution = 8 }}
-[architecture]
-name = "vgg"
-base_width = 4
-[schedule]
-epochs = {epochs}
-milestones = [2]
-save_epochs = [1]
-[grid]
-design = "one_at_a_time"
-lr_wd = [[0.05, 0.0], [0.01, 0.0]]
-batch_size = [16, 48]
-optimizer = ["sgd", "adam"]
-dropout_aug = [[0.0, false], [0.0, true], [0.2, false]]
-width_depth = [[1.0, 1.0], [1.5, 1.0]]
-"""
-
-
-def write_tiny(tmp_path: Path, epochs: int = 3, name: str = "tiny") -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(TINY.format(epochs=epochs))
-    return path
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "plugins"), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
+from tiny_population import TINY, subprocess_env, write_tiny
 
 def test_sigkill_mid_population_then_resume(tmp_path):
     spec_path = write_tiny(tmp_path, epochs=4)
@@ -61,7 +24,7 @@ def test_sigkill_mid_population_then_resume(tmp_path):
     total = len(expand(load_spec(spec_path)))
     assert total == 7
 
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while len(zoo.model_ids()) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -71,7 +34,7 @@ def test_sigkill_mid_population_then_resume(tmp_path):
     before = {p.name: p.read_bytes() for p in zoo.models_dir.glob("*.json")}
     assert 2 <= len(before) < total
 
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert f"{total - len(before)} trained now" in " ".join(done.stdout.split())
     assert len(zoo.model_ids()) == total
@@ -90,7 +53,7 @@ def test_training_is_deterministic_on_cpu_and_records_are_complete(tmp_path):
     assert a.trained == b.trained == 2 and a.remaining == 5
     for ra, rb in zip(a.records, b.records):
         assert ra["checkpoint_sha256"] == rb["checkpoint_sha256"]
-        untimed = lambda curve: [{k: v for k, v in c.items() if k != "seconds"} for c in curve]  # noqa: E731
+        untimed = lambda curve: [{k: v for k, v in c.items() if k != "seconds"} for c in curve]
         assert untimed(ra["curve"]) == untimed(rb["curve"])
     record = a.records[0]
     for key in ("hyperparams", "architecture", "dataset", "seed", "curve", "train_accuracy", "test_accuracy",

@@ -1,0 +1,353 @@
+"""``icc-bench``: the command line.
+
+    icc-bench populations                       the population specs and what they hold
+    icc-bench train POPULATION                  train what the zoo of POPULATION is missing
+    icc-bench measures                          every registered measure
+    icc-bench evaluate [POPULATION | ZOO_DIR]   train what is missing, measure, score, leaderboard
+    icc-bench leaderboard ZOO_DIR               re-render the leaderboard from the results store
+
+Expected failures (a bad spec, a missing data folder, a corrupt checkpoint) print one sentence and
+exit with status 2; nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+DEFAULT_RUNS = "runs"
+
+
+class UserError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from icc_bench.config import SpecError
+    from icc_bench.zoo import ZooError
+
+    from icc_bench.data import DataError
+    from icc_bench.measure import InvalidSettingsError
+    from icc_bench.registry import UnknownMeasureError
+
+    return (UserError, SpecError, ZooError, DataError, InvalidSettingsError, UnknownMeasureError)
+
+
+# -- populations ---------------------------------------------------------------------------------
+def cmd_populations(args: argparse.Namespace) -> int:
+    from icc_bench.config import load_spec
+    from icc_bench.population import available_specs, expand
+
+    table = Table(title="Population specs", title_justify="left")
+    for col in ("name", "models", "dataset", "architecture", "epochs"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("description", overflow="fold")
+    for name, path in available_specs().items():
+        spec = load_spec(path)
+        arch = spec.architecture
+        table.add_row(
+            name, str(len(expand(spec))), spec.dataset.name, f"{arch.name} (width {arch.base_width})",
+            str(spec.schedule.epochs), spec.description,
+        )
+    console.print(table)
+    return 0
+
+
+# -- train ---------------------------------------------------------------------------------------
+class TrainProgress:
+    """Rich progress: models done of total (with elapsed/remaining), and the current model's epochs."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=False,
+        )
+        self.models_task = None
+        self.epoch_task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def start(self, total: int, done: int) -> None:
+        self.models_task = self.progress.add_task("models", total=total, completed=done, info="")
+        self.epoch_task = self.progress.add_task("  epochs", total=1, completed=0, info="", visible=False)
+
+    def model_started(self, job) -> None:
+        self.progress.reset(self.epoch_task, total=job.schedule.epochs, completed=0, visible=True, info=job.model_id)
+
+    def epoch(self, job, stats) -> None:
+        self.progress.update(
+            self.epoch_task, completed=stats.epoch,
+            info=f"{job.model_id}  loss {stats.train_loss:.3g}  train {stats.train_accuracy:.3f}  test {stats.test_accuracy:.3f}",
+        )
+
+    def model_done(self, job, record) -> None:
+        self.progress.advance(self.models_task)
+        self.progress.update(self.models_task, info=f"last: {job.model_id} test {record['test_accuracy']:.3f}")
+
+
+def _spread(values: list[float]) -> str:
+    return f"min {min(values):.3f}  median {statistics.median(values):.3f}  max {max(values):.3f}"
+
+
+def print_train_summary(summary) -> None:
+    records = summary.records
+    console.print(
+        f"[bold]{summary.population}[/]: {len(records)}/{summary.total} models in the zoo "
+        f"({summary.trained} trained now in {summary.seconds:.0f} s, {summary.already_done} already there"
+        + (f", {summary.remaining} still missing" if summary.remaining else "") + ")"
+    )
+    if not records:
+        return
+    train = [r["train_accuracy"] for r in records]
+    test = [r["test_accuracy"] for r in records]
+    console.print(f"  train accuracy  {_spread(train)}")
+    console.print(f"  test accuracy   {_spread(test)}")
+    fitted = sum(a >= 0.99 for a in train)
+    stopped = sum(bool(r.get("reached_loss_stop")) for r in records)
+    console.print(f"  {fitted}/{len(records)} reach >= 99% train accuracy; {stopped}/{len(records)} stopped at the training-loss threshold")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from icc_bench.population import find_spec, train_population
+
+    spec = find_spec(args.population)
+    with TrainProgress(console) as progress:
+        summary = train_population(
+            spec, args.runs_dir, data_dir=args.data_dir, device=args.device, limit=args.limit, progress=progress
+        )
+    print_train_summary(summary)
+    return 0
+
+
+# -- measures ------------------------------------------------------------------------------------
+def _load_plugins(args: argparse.Namespace):
+    import warnings
+
+    from icc_bench.plugins import PluginWarning, load_plugins
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)  # reported once, below
+        plugins = load_plugins(args.plugin or ())
+    for name, message in plugins.failures:
+        err_console.print(f"[yellow]warning:[/] plugin {name!r} skipped: {message}", highlight=False, soft_wrap=True)
+    return plugins
+
+
+def cmd_measures(args: argparse.Namespace) -> int:
+    from icc_bench.plugins import measures_table
+
+    plugins = _load_plugins(args)
+    console.print(measures_table(plugins.measures))
+    return 0
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+class EvaluateProgress:
+    """Rich progress over models x measures."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
+        )
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def start(self, total: int, done: int) -> None:
+        self.task = self.progress.add_task("measures", total=total, completed=done, info="")
+
+    def model(self, model_id: str) -> None:
+        self.progress.update(self.task, info=model_id)
+
+    def value(self, model_id: str, measure: str, status: str) -> None:
+        self.progress.advance(self.task)
+        self.progress.update(self.task, info=f"{model_id}  {measure}" + ("" if status == "ok" else f" ({status})"))
+
+
+def _resolve_target(target: str) -> tuple:
+    """A population name or spec path -> (spec, zoo); an existing zoo folder -> (its spec, zoo)."""
+    from icc_bench.config import PopulationSpec
+    from icc_bench.population import find_spec
+    from icc_bench.zoo import Zoo
+
+    path = Path(target)
+    if path.is_dir():
+        zoo = Zoo(path)
+        spec_json = zoo.read_spec()
+        if spec_json is None and not zoo.model_ids():
+            raise UserError(f"{path}: not a zoo (no population.json and no models/*.json); pass a population name or a zoo folder")
+        return (PopulationSpec.model_validate(spec_json) if spec_json else None), zoo
+    return find_spec(target), None
+
+
+def _selected_measures(plugins, patterns: str | None, spec) -> list:
+    measures = plugins.measures.list(patterns)
+    overrides = spec.measure_settings if spec is not None else {}
+    unknown = sorted(set(overrides) - set(plugins.measures.names()))
+    if unknown:
+        raise UserError(f"population '{spec.name}': [measure_settings.{unknown[0]}] names no registered measure; see `icc-bench measures`")
+    return [m.with_settings(**overrides[m.name]) if m.name in overrides else m for m in measures]
+
+
+def _write_and_show(lb, out_dir: Path, stem: str) -> None:
+    from icc_bench.leaderboard import render_terminal, write_leaderboard
+
+    render_terminal(lb, console)
+    paths = write_leaderboard(lb, out_dir, stem)
+    console.print("written: " + ", ".join(str(p) for p in paths), highlight=False)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from icc_bench.evaluate import evaluate_zoo, score_zoo
+    from icc_bench.population import train_population
+    from icc_bench.zoo import Zoo
+
+    spec, zoo = _resolve_target(args.target)
+    plugins = _load_plugins(args)
+    measures = _selected_measures(plugins, args.measures, spec)  # bad patterns fail before any work
+    if zoo is None:
+        zoo = Zoo(Path(args.runs_dir) / spec.name)
+        if not args.no_train:
+            with TrainProgress(console) as progress:
+                summary = train_population(spec, args.runs_dir, data_dir=args.data_dir, device=args.device, progress=progress)
+            print_train_summary(summary)
+    if not zoo.model_ids():
+        raise UserError(f"{zoo.root}: no trained models to evaluate; run without --no-train, or `icc-bench train {spec.name}`")
+    with EvaluateProgress(console) as progress:
+        stats = evaluate_zoo(
+            zoo, measures, device=args.device, data_dir=args.data_dir, seed=args.seed,
+            retry_errors=args.retry_errors, progress=progress,
+        )
+    console.print(
+        f"measured: {stats.computed} values computed, {stats.reused} reused from {zoo.root / 'results.sqlite'}"
+        + (f", {stats.errors} errors" if stats.errors else "")
+        + (f", {stats.not_applicable} not applicable" if stats.not_applicable else "")
+        + f" ({stats.seconds:.0f} s)"
+    )
+    lb = score_zoo(zoo, measures, target=args.target_metric, kendall=args.kendall, command=_command_line(args))
+    _write_and_show(lb, Path(args.out) if args.out else zoo.root, lb.population)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from icc_bench.evaluate import score_zoo, store_for
+
+    spec, zoo = _resolve_target(args.zoo)
+    if zoo is None:
+        raise UserError(f"{args.zoo}: no such zoo folder; pass the folder a population was trained into (e.g. runs/quick)")
+    plugins = _load_plugins(args)
+    measures = _selected_measures(plugins, args.measures, spec)
+    with store_for(zoo) as store:
+        stored = {(r.measure, r.settings_hash) for r in store.results()}
+    measures = [m for m in measures if (m.name, m.settings_hash) in stored]
+    if not measures:
+        raise UserError(f"{zoo.root}: the results store holds no values of the selected measures; run `icc-bench evaluate {zoo.root}` first")
+    lb = score_zoo(zoo, measures, target=args.target_metric, kendall=args.kendall, command=_command_line(args))
+    _write_and_show(lb, Path(args.out) if args.out else zoo.root, lb.population)
+    return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    return "icc-bench " + shlex.join(args.argv)
+
+
+# -- parser --------------------------------------------------------------------------------------
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-dir", default=os.environ.get("ICC_BENCH_RUNS", DEFAULT_RUNS), help="where zoos live (default: ./runs or $ICC_BENCH_RUNS)")
+    p.add_argument("--data-dir", default=None, help="local folder with CIFAR in its python layout (default: $ICC_BENCH_DATA)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from icc_bench import __version__
+
+    parser = argparse.ArgumentParser(prog="icc-bench", description="Does a generalization measure predict generalization?")
+    parser.add_argument("--version", action="version", version=f"icc-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("populations", help="list the population specs")
+    p.set_defaults(func=cmd_populations)
+
+    p = sub.add_parser("train", help="train what a population's zoo is missing")
+    p.add_argument("population", help="a spec name (see `icc-bench populations`) or a path to a .toml spec")
+    _add_common(p)
+    p.add_argument("--limit", type=int, default=None, help="train at most N missing models in this call")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("measures", help="list every registered measure")
+    _add_plugin(p)
+    p.set_defaults(func=cmd_measures)
+
+    p = sub.add_parser("evaluate", help="train what is missing, compute the measures, print the leaderboard")
+    p.add_argument("target", nargs="?", default="quick", metavar="POPULATION | ZOO_DIR", help="a spec name or path, or a zoo folder (default: quick)")
+    _add_common(p)
+    _add_scoring(p)
+    p.add_argument("--no-train", action="store_true", help="measure only the models already in the zoo")
+    p.add_argument("--seed", type=int, default=0, help="seed of the probe sample and of stochastic measures (default 0)")
+    p.add_argument("--retry-errors", action="store_true", help="recompute values whose measure raised last time")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("leaderboard", help="re-render a zoo's leaderboard from its results store (computes nothing)")
+    p.add_argument("zoo", metavar="ZOO_DIR")
+    _add_scoring(p)
+    p.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def _add_plugin(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE", help="load a measure plugin from a .py file or a module (repeatable)")
+
+
+def _add_scoring(p: argparse.ArgumentParser) -> None:
+    _add_plugin(p)
+    p.add_argument("--measures", default=None, metavar="PATTERN", help="measures to use, comma-separated fnmatch patterns (e.g. 'c*,inv_sigma*')")
+    p.add_argument("--target", dest="target_metric", choices=("test_accuracy", "generalization_gap"), default="test_accuracy", help="what the measures should predict (default: test_accuracy)")
+    p.add_argument("--kendall", choices=("tau_a", "tau_b"), default="tau_a", help="Kendall variant (default: tau_a)")
+    p.add_argument("--out", default=None, help="folder for the leaderboard files (default: the zoo folder)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        return args.func(args)
+    except _expected_errors() as e:
+        err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted: every model recorded so far is kept; run the same command again to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

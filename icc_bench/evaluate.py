@@ -1,0 +1,240 @@
+"""Zoo x measures -> results store -> scores -> leaderboard.
+
+``evaluate_zoo`` computes every (model, measure) value the store lacks, one model at a time: the
+model is loaded (checksum verified) only when at least one of its values is missing, its probe
+representations are computed once and shared by all its measures, and every value is committed to
+the store the moment it exists. A measure that raises on one model is stored with its error and
+the run goes on; a measure that needs a hierarchy on flat labels is stored as not applicable.
+
+``score_zoo`` then reads the store and scores each measure with granulated Kendall and CMI against
+the chosen target; it computes nothing, which is what ``icc-bench leaderboard`` relies on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from icc_bench.config import AXES, DatasetSpec, HyperParams
+from icc_bench.measure import Measure, MeasureContext, NotApplicable, compute_measure
+from icc_bench.store import ResultStore
+from icc_bench.zoo import Zoo
+
+STORE_NAME = "results.sqlite"
+
+
+def store_for(zoo: Zoo) -> ResultStore:
+    return ResultStore(zoo.root / STORE_NAME)
+
+
+@dataclass
+class EvaluationStats:
+    computed: int = 0
+    reused: int = 0
+    errors: int = 0
+    not_applicable: int = 0
+    models_loaded: int = 0
+    seconds: float = 0.0
+    computed_pairs: list[tuple[str, str]] = field(default_factory=list)  # (model_id, measure)
+
+
+def _one_line(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}".strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def evaluate_zoo(
+    zoo: Zoo,
+    measures: Sequence[Measure],
+    *,
+    device: str | None = None,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    retry_errors: bool = False,
+    progress=None,
+) -> EvaluationStats:
+    """Fill the store with every missing value of ``measures`` on every model of ``zoo``.
+
+    ``progress`` (optional) receives ``start(total, done)``, ``model(model_id)``,
+    ``value(model_id, measure_name, status)``.
+    """
+    from icc_bench.population import load_job_dataset
+    from icc_bench.train import resolve_device
+    from icc_bench.zoo import versions
+
+    dev = resolve_device(device)
+    records = list(zoo.records())
+    stats = EvaluationStats()
+    started = time.perf_counter()
+    with store_for(zoo) as store:
+        done = store.keys()
+        todo: list[tuple[dict[str, Any], list[Measure]]] = []
+        for record in records:
+            missing = []
+            for m in measures:
+                key = (record["model_id"], record["checkpoint_sha256"], m.name, m.settings_hash)
+                if key in done and not (retry_errors and store.get(*key).status == "error"):
+                    stats.reused += 1
+                else:
+                    missing.append(m)
+            if missing:
+                todo.append((record, missing))
+        if progress is not None:
+            progress.start(len(records) * len(measures), stats.reused)
+        for record, missing in todo:
+            model_id = record["model_id"]
+            if progress is not None:
+                progress.model(model_id)
+            model, record = zoo.load_model(model_id, device=dev)
+            stats.models_loaded += 1
+            dataset = load_job_dataset(DatasetSpec.model_validate(record["dataset"]), data_dir)
+            ctx = MeasureContext(
+                model, dataset, HyperParams.model_validate(record["hyperparams"]), seed=seed, device=dev, record=record
+            )
+            for m in missing:
+                t0 = time.perf_counter()
+                value, error, status = None, None, "ok"
+                try:
+                    value = compute_measure(m, ctx)
+                except NotApplicable as e:
+                    status, error = "not_applicable", str(e)
+                except Exception as e:  # a measure's failure is a result, never the end of the run
+                    status, error = "error", _one_line(e)
+                    if _debug():
+                        traceback.print_exc()
+                vers = versions()
+                if m.plugin is not None and m.plugin.version:
+                    vers[m.plugin.name] = m.plugin.version
+                store.put(
+                    model_id=model_id, checkpoint_sha256=record["checkpoint_sha256"], measure=m.name,
+                    settings_hash=m.settings_hash, settings=m.settings.model_dump(mode="json"), status=status,
+                    value=value, error=error, seconds=time.perf_counter() - t0, versions=vers,
+                )
+                stats.computed += status == "ok"
+                stats.errors += status == "error"
+                stats.not_applicable += status == "not_applicable"
+                stats.computed_pairs.append((model_id, m.name))
+                if progress is not None:
+                    progress.value(model_id, m.name, status)
+            del ctx, model
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _debug() -> bool:
+    import os
+
+    return bool(os.environ.get("ICC_BENCH_DEBUG"))
+
+
+# -- scoring -------------------------------------------------------------------------------------
+def records_frame(zoo: Zoo) -> pd.DataFrame:
+    """One row per model: id, sha256, seed, accuracies and the eight axes."""
+    rows = []
+    for r in zoo.records():
+        hp = HyperParams.model_validate(r["hyperparams"])
+        rows.append(
+            {
+                "model_id": r["model_id"],
+                "checkpoint_sha256": r["checkpoint_sha256"],
+                "seed": r.get("seed", 0),
+                "train_accuracy": r["train_accuracy"],
+                "test_accuracy": r["test_accuracy"],
+                **hp.axis_values(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def measure_values(store: ResultStore, models: pd.DataFrame, measure: Measure) -> tuple[np.ndarray, list[tuple[str, str]], str | None]:
+    """Values of one measure aligned with ``models`` (nan where missing or failed), its errors, and
+    the not-applicable reason when it applies to no model."""
+    by_key = {
+        (r.model_id, r.checkpoint_sha256): r
+        for r in store.results([(measure.name, measure.settings_hash)])
+    }
+    values = np.full(len(models), math.nan)
+    errors: list[tuple[str, str]] = []
+    reasons = []
+    for i, (model_id, sha) in enumerate(zip(models["model_id"], models["checkpoint_sha256"])):
+        r = by_key.get((model_id, sha))
+        if r is None:
+            continue
+        if r.status == "ok":
+            values[i] = r.value
+        elif r.status == "error":
+            errors.append((model_id, r.error or ""))
+        else:
+            reasons.append(r.error or "not applicable")
+    not_applicable = reasons[0] if reasons and len(reasons) == len(models) else None
+    return values, errors, not_applicable
+
+
+def score_zoo(
+    zoo: Zoo,
+    measures: Sequence[Measure],
+    *,
+    target: str = "test_accuracy",
+    kendall: str = "tau_a",
+    command: str = "",
+):
+    """Build the leaderboard of ``measures`` on ``zoo`` from the store (computes no measure)."""
+    from icc_bench import __version__
+    from icc_bench.leaderboard import Leaderboard, MeasureRow, Point
+    from icc_bench.scoring import conditional_mutual_information, granulated_kendall, target_values
+
+    models = records_frame(zoo)
+    if models.empty:
+        from icc_bench.zoo import ZooError
+
+        raise ZooError(f"{zoo.root}: the zoo holds no model records; train or import models first")
+    y = target_values(models, target)
+    hparams = models[list(AXES)]
+    rows, points = [], {}
+    with store_for(zoo) as store:
+        for m in measures:
+            values, errors, not_applicable = measure_values(store, models, m)
+            if not_applicable is None and np.isfinite(values).sum() >= 2:
+                gk = granulated_kendall(values, y, hparams, variant=kendall, higher_is_better=m.higher_is_better)
+                cmi = conditional_mutual_information(values, y, hparams, higher_is_better=m.higher_is_better)
+                per_axis, groups, total, cmi_score, dropped = gk.per_axis, gk.groups, gk.total, cmi.score, gk.n_nan_dropped
+            else:
+                per_axis = {a: math.nan for a in AXES}
+                groups = {a: 0 for a in AXES}
+                total = cmi_score = math.nan
+                dropped = int((~np.isfinite(values)).sum())
+            plugin = m.plugin.label if m.plugin else ""
+            rows.append(
+                MeasureRow(
+                    measure=m.name, label=getattr(m, "label", "") or m.name, family=m.family,
+                    higher_is_better=m.higher_is_better, settings=m.settings.model_dump(mode="json"),
+                    settings_hash=m.settings_hash, plugin=plugin, per_axis=dict(per_axis), groups=dict(groups),
+                    total=total, cmi=cmi_score, n_models=int(np.isfinite(values).sum()), n_nan_dropped=dropped,
+                    errors=errors, not_applicable=not_applicable,
+                )
+            )
+            points[m.name] = [
+                Point(model_id=mid, value=None if not np.isfinite(v) else float(v), target=float(t), hyperparams=hp)
+                for mid, v, t, hp in zip(models["model_id"], values, y, hparams.to_dict("records"))
+            ]
+    spec = zoo.read_spec() or {}
+    notes = []
+    if spec:
+        notes.append(f"dataset: {spec['dataset']['name']} {spec['dataset'].get('options') or ''}".strip())
+        notes.append(f"architecture: {spec['architecture']['name']} (base width {spec['architecture'].get('base_width')})")
+        notes.append(f"schedule: {spec['schedule']['epochs']} epochs")
+    return Leaderboard(
+        population=spec.get("name", zoo.root.name), zoo=str(zoo.root), target=target, kendall=kendall,
+        icc_bench_version=__version__, command=command,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        n_models=len(models), axes=list(AXES), rows=rows, points=points, notes=notes,
+    )
