@@ -39,9 +39,10 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
     from icc_bench.data import DataError
     from icc_bench.measure import InvalidSettingsError
+    from icc_bench.analyze import AnalysisError
     from icc_bench.registry import UnknownMeasureError
 
-    return (UserError, SpecError, ZooError, DataError, InvalidSettingsError, UnknownMeasureError)
+    return (UserError, SpecError, ZooError, DataError, InvalidSettingsError, UnknownMeasureError, AnalysisError)
 
 
 # -- populations ---------------------------------------------------------------------------------
@@ -252,13 +253,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         + (f", {stats.not_applicable} not applicable" if stats.not_applicable else "")
         + f" ({stats.seconds:.0f} s)"
     )
-    lb = score_zoo(zoo, measures, target=args.target_metric, kendall=args.kendall, command=_command_line(args))
+    lb = score_zoo(zoo, measures, target=args.target_metric, kendall=args.kendall, command=_command_line(args), seed=args.seed)
     _write_and_show(lb, Path(args.out) if args.out else zoo.root, lb.population)
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from icc_bench.evaluate import score_zoo, store_for
+    from icc_bench.evaluate import result_hash, score_zoo, store_for
 
     spec, zoo = _resolve_target(args.zoo)
     if zoo is None:
@@ -267,10 +268,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     measures = _selected_measures(plugins, args.measures, spec)
     with store_for(zoo) as store:
         stored = {(r.measure, r.settings_hash) for r in store.results()}
-    measures = [m for m in measures if (m.name, m.settings_hash) in stored]
+    measures = [m for m in measures if (m.name, result_hash(m, args.seed)) in stored]
     if not measures:
         raise UserError(f"{zoo.root}: the results store holds no values of the selected measures; run `icc-bench evaluate {zoo.root}` first")
-    lb = score_zoo(zoo, measures, target=args.target_metric, kendall=args.kendall, command=_command_line(args))
+    lb = score_zoo(zoo, measures, target=args.target_metric, kendall=args.kendall, command=_command_line(args), seed=args.seed)
     _write_and_show(lb, Path(args.out) if args.out else zoo.root, lb.population)
     return 0
 
@@ -318,7 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="re-render a zoo's leaderboard from its results store (computes nothing)")
     p.add_argument("zoo", metavar="ZOO_DIR")
     _add_scoring(p)
+    p.add_argument("--seed", type=int, default=0, help="the seed the values were computed with (default 0)")
     p.set_defaults(func=cmd_leaderboard)
+
+    from icc_bench.analyze import add_analyze_parser
+
+    add_analyze_parser(sub)
     return parser
 
 

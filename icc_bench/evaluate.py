@@ -69,7 +69,6 @@ def evaluate_zoo(
     """
     from icc_bench.population import load_job_dataset
     from icc_bench.train import resolve_device
-    from icc_bench.zoo import versions
 
     dev = resolve_device(device)
     records = list(zoo.records())
@@ -81,7 +80,7 @@ def evaluate_zoo(
         for record in records:
             missing = []
             for m in measures:
-                key = (record["model_id"], record["checkpoint_sha256"], m.name, m.settings_hash)
+                key = (record["model_id"], record["checkpoint_sha256"], m.name, result_hash(m, seed))
                 if key in done and not (retry_errors and store.get(*key).status == "error"):
                     stats.reused += 1
                 else:
@@ -101,24 +100,7 @@ def evaluate_zoo(
                 model, dataset, HyperParams.model_validate(record["hyperparams"]), seed=seed, device=dev, record=record
             )
             for m in missing:
-                t0 = time.perf_counter()
-                value, error, status = None, None, "ok"
-                try:
-                    value = compute_measure(m, ctx)
-                except NotApplicable as e:
-                    status, error = "not_applicable", str(e)
-                except Exception as e:  # a measure's failure is a result, never the end of the run
-                    status, error = "error", _one_line(e)
-                    if _debug():
-                        traceback.print_exc()
-                vers = versions()
-                if m.plugin is not None and m.plugin.version:
-                    vers[m.plugin.name] = m.plugin.version
-                store.put(
-                    model_id=model_id, checkpoint_sha256=record["checkpoint_sha256"], measure=m.name,
-                    settings_hash=m.settings_hash, settings=m.settings.model_dump(mode="json"), status=status,
-                    value=value, error=error, seconds=time.perf_counter() - t0, versions=vers,
-                )
+                status = compute_and_store(store, ctx, m, model_id=model_id, checkpoint_sha256=record["checkpoint_sha256"], seed=seed)
                 stats.computed += status == "ok"
                 stats.errors += status == "error"
                 stats.not_applicable += status == "not_applicable"
@@ -134,6 +116,52 @@ def _debug() -> bool:
     import os
 
     return bool(os.environ.get("ICC_BENCH_DEBUG"))
+
+
+def result_hash(measure: Measure, seed: int = 0) -> str:
+    """The store's settings key of ``measure`` evaluated with ``seed``.
+
+    The seed picks the probe sample and every random draw, so it is part of what a value depends
+    on; seed 0 (the default) keeps the measure's plain settings hash.
+    """
+    if seed == 0:
+        return measure.settings_hash
+    import hashlib
+
+    return hashlib.sha256(f"{measure.settings_hash}:seed={seed}".encode()).hexdigest()[:16]
+
+
+def compute_and_store(store: ResultStore, ctx: MeasureContext, measure: Measure, *, model_id: str,
+                      checkpoint_sha256: str, seed: int = 0) -> str:
+    """Compute one value on ``ctx`` and commit it at once; return its status.
+
+    ``ok`` stores the value; a measure that raises is stored as ``error`` with its one-line
+    message (the caller goes on); one that does not apply is stored as ``not_applicable``.
+    """
+    from icc_bench.zoo import versions
+
+    t0 = time.perf_counter()
+    value, error, status = None, None, "ok"
+    try:
+        value = compute_measure(measure, ctx)
+    except NotApplicable as e:
+        status, error = "not_applicable", str(e)
+    except Exception as e:  # a measure's failure is a result, never the end of the run
+        status, error = "error", _one_line(e)
+        if _debug():
+            traceback.print_exc()
+    vers = versions()
+    if measure.plugin is not None and measure.plugin.version:
+        vers[measure.plugin.name] = measure.plugin.version
+    settings = measure.settings.model_dump(mode="json")
+    if seed:
+        settings = {**settings, "_seed": seed}
+    store.put(
+        model_id=model_id, checkpoint_sha256=checkpoint_sha256, measure=measure.name,
+        settings_hash=result_hash(measure, seed), settings=settings, status=status,
+        value=value, error=error, seconds=time.perf_counter() - t0, versions=vers,
+    )
+    return status
 
 
 # -- scoring -------------------------------------------------------------------------------------
@@ -155,12 +183,12 @@ def records_frame(zoo: Zoo) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def measure_values(store: ResultStore, models: pd.DataFrame, measure: Measure) -> tuple[np.ndarray, list[tuple[str, str]], str | None]:
+def measure_values(store: ResultStore, models: pd.DataFrame, measure: Measure, seed: int = 0) -> tuple[np.ndarray, list[tuple[str, str]], str | None]:
     """Values of one measure aligned with ``models`` (nan where missing or failed), its errors, and
     the not-applicable reason when it applies to no model."""
     by_key = {
         (r.model_id, r.checkpoint_sha256): r
-        for r in store.results([(measure.name, measure.settings_hash)])
+        for r in store.results([(measure.name, result_hash(measure, seed))])
     }
     values = np.full(len(models), math.nan)
     errors: list[tuple[str, str]] = []
@@ -186,6 +214,7 @@ def score_zoo(
     target: str = "test_accuracy",
     kendall: str = "tau_a",
     command: str = "",
+    seed: int = 0,
 ):
     """Build the leaderboard of ``measures`` on ``zoo`` from the store (computes no measure)."""
     from icc_bench import __version__
@@ -202,7 +231,7 @@ def score_zoo(
     rows, points = [], {}
     with store_for(zoo) as store:
         for m in measures:
-            values, errors, not_applicable = measure_values(store, models, m)
+            values, errors, not_applicable = measure_values(store, models, m, seed)
             if not_applicable is None and np.isfinite(values).sum() >= 2:
                 gk = granulated_kendall(values, y, hparams, variant=kendall, higher_is_better=m.higher_is_better)
                 cmi = conditional_mutual_information(values, y, hparams, higher_is_better=m.higher_is_better)

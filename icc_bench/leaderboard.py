@@ -615,11 +615,13 @@ def _html_table(lb: Leaderboard) -> str:
     return "\n".join(out)
 
 
-def to_html(lb: Leaderboard, *, color_by: str = "learning_rate") -> str:
+def to_html(lb: Leaderboard, *, color_by: str = "learning_rate", analyses: list[str] | None = None) -> str:
     """A single self-contained HTML page: provenance, table, footnotes and one scatter per measure.
 
     Plots are embedded as base64 PNG and the style is inline, so the file has no external assets.
-    Measures that do not apply, or have no value on any model, get no plot.
+    Measures that do not apply, or have no value on any model, get no plot. ``analyses`` are the
+    paths, relative to the page, of figures written by ``icc-bench analyze`` (each beside a CSV of
+    the same name); they are linked, not embedded, in a last section.
     """
     e = html.escape
     out = [
@@ -660,7 +662,18 @@ def to_html(lb: Leaderboard, *, color_by: str = "learning_rate") -> str:
             f'src="data:image/png;base64,{_figure_png_base64(fig)}">'
             f"<figcaption>{e(row.label)}, coloured by {e(color_by)}</figcaption></figure>"
         )
-    out += ["</div>", "</body></html>", ""]
+    out.append("</div>")
+    if analyses:
+        out.append("<h2>Analyses</h2><p>Written by <code>icc-bench analyze</code>; each figure's data is in the CSV of the same name.</p>")
+        out.append('<div class="plots">')
+        for path in analyses:
+            name, data = Path(path).stem, Path(path).with_suffix(".csv").as_posix()
+            out.append(
+                f'<figure><a href="{e(path)}"><img alt="{e(name)}" src="{e(path)}" width="480"></a>'
+                f'<figcaption>{e(name)} · <a href="{e(data)}">data (CSV)</a></figcaption></figure>'
+            )
+        out.append("</div>")
+    out += ["</body></html>", ""]
     return "\n".join(out)
 
 
@@ -674,7 +687,10 @@ def write_leaderboard(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown leaderboard format(s) {unknown}; pick from {FORMATS}.")
-    renderers = {"md": to_markdown, "csv": to_csv, "json": to_json, "html": to_html}
+    # The figures of `icc-bench analyze` beside the page (the default out_dir is the zoo, where they live).
+    analysis_dir = Path(out_dir) / "analysis"
+    analyses = sorted(p.relative_to(out_dir).as_posix() for p in analysis_dir.glob("*.png")) if analysis_dir.is_dir() else []
+    renderers = {"md": to_markdown, "csv": to_csv, "json": to_json, "html": lambda lb: to_html(lb, analyses=analyses)}
     paths = []
     for fmt in formats:
         path = Path(out_dir) / f"{stem}.{fmt}"

@@ -74,7 +74,10 @@ def _calls(log: Path) -> list[str]:
 
 def _store_rows(zoo: Path) -> dict[tuple[str, str], tuple]:
     with sqlite3.connect(zoo / "results.sqlite") as db:
-        rows = db.execute("SELECT model_id, measure, status, value, error, created FROM results").fetchall()
+        try:
+            rows = db.execute("SELECT model_id, measure, status, value, error, created FROM results").fetchall()
+        except sqlite3.OperationalError:  # the evaluating process has not created the table yet
+            return {}
     return {(r[0], r[1]): r[2:] for r in rows}
 
 
