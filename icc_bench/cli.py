@@ -325,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     from icc_bench.analyze import add_analyze_parser
 
     add_analyze_parser(sub)
+
+    from icc_bench.importer import add_import_parser
+
+    add_import_parser(sub)
     return parser
 
 

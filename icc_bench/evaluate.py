@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from icc_bench.config import AXES, DatasetSpec, HyperParams
+from icc_bench.config import AXES, COMPOSITE_AXES, DatasetSpec, HyperParams
 from icc_bench.measure import Measure, MeasureContext, NotApplicable, compute_measure
 from icc_bench.store import ResultStore
 from icc_bench.zoo import Zoo
@@ -166,7 +166,7 @@ def compute_and_store(store: ResultStore, ctx: MeasureContext, measure: Measure,
 
 # -- scoring -------------------------------------------------------------------------------------
 def records_frame(zoo: Zoo) -> pd.DataFrame:
-    """One row per model: id, sha256, seed, accuracies and the eight axes."""
+    """One row per model: id, sha256, seed, accuracies, the eight axes and any axes beyond them."""
     rows = []
     for r in zoo.records():
         hp = HyperParams.model_validate(r["hyperparams"])
@@ -178,9 +178,29 @@ def records_frame(zoo: Zoo) -> pd.DataFrame:
                 "train_accuracy": r["train_accuracy"],
                 "test_accuracy": r["test_accuracy"],
                 **hp.axis_values(),
+                **r.get("extra_hyperparams", {}),  # imported zoos: axes beyond the eight (icc_bench.importer)
             }
         )
     return pd.DataFrame(rows)
+
+
+def scoring_axes(zoo: Zoo) -> list[str]:
+    """The axes a zoo is scored on: the records' ``axes`` (an imported zoo declares its own), else
+    the eight of SPEC §4. Every record of a zoo must agree."""
+    from icc_bench.zoo import ZooError
+
+    declared = {tuple(r.get("axes", AXES)) for r in zoo.records()}
+    if len(declared) > 1:
+        listed = " / ".join(", ".join(axes) for axes in sorted(declared))
+        raise ZooError(f"{zoo.root}: the records declare different axes ({listed}); import them again as one population")
+    return list(declared.pop()) if declared else list(AXES)
+
+
+def composite_axes(axes: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """CMI's composite axes for ``axes``: the paper's, cut down to ``axes``, then each axis beyond
+    the eight as a composite of its own (CMI then assumes it varies independently of the others)."""
+    paper = (tuple(a for a in composite if a in axes) for composite in COMPOSITE_AXES)
+    return tuple(c for c in paper if c) + tuple((a,) for a in axes if a not in AXES)
 
 
 def measure_values(store: ResultStore, models: pd.DataFrame, measure: Measure, seed: int = 0) -> tuple[np.ndarray, list[tuple[str, str]], str | None]:
@@ -227,18 +247,25 @@ def score_zoo(
 
         raise ZooError(f"{zoo.root}: the zoo holds no model records; train or import models first")
     y = target_values(models, target)
-    hparams = models[list(AXES)]
+    axes = scoring_axes(zoo)
+    composites = composite_axes(axes)
+    hparams = models[axes]
+    shown = models[list(dict.fromkeys([*AXES, *axes]))]  # the scatter plots may colour by any hyperparameter
     rows, points = [], {}
     with store_for(zoo) as store:
         for m in measures:
             values, errors, not_applicable = measure_values(store, models, m, seed)
             if not_applicable is None and np.isfinite(values).sum() >= 2:
-                gk = granulated_kendall(values, y, hparams, variant=kendall, higher_is_better=m.higher_is_better)
-                cmi = conditional_mutual_information(values, y, hparams, higher_is_better=m.higher_is_better)
-                per_axis, groups, total, cmi_score, dropped = gk.per_axis, gk.groups, gk.total, cmi.score, gk.n_nan_dropped
+                gk = granulated_kendall(values, y, hparams, axes=tuple(axes), variant=kendall, higher_is_better=m.higher_is_better)
+                cmi_score = math.nan  # CMI conditions on pairs of composite axes: none with fewer than two
+                if len(composites) >= 2:
+                    cmi_score = conditional_mutual_information(
+                        values, y, hparams, composite_axes=composites, higher_is_better=m.higher_is_better
+                    ).score
+                per_axis, groups, total, dropped = gk.per_axis, gk.groups, gk.total, gk.n_nan_dropped
             else:
-                per_axis = {a: math.nan for a in AXES}
-                groups = {a: 0 for a in AXES}
+                per_axis = {a: math.nan for a in axes}
+                groups = {a: 0 for a in axes}
                 total = cmi_score = math.nan
                 dropped = int((~np.isfinite(values)).sum())
             plugin = m.plugin.label if m.plugin else ""
@@ -253,17 +280,18 @@ def score_zoo(
             )
             points[m.name] = [
                 Point(model_id=mid, value=None if not np.isfinite(v) else float(v), target=float(t), hyperparams=hp)
-                for mid, v, t, hp in zip(models["model_id"], values, y, hparams.to_dict("records"))
+                for mid, v, t, hp in zip(models["model_id"], values, y, shown.to_dict("records"))
             ]
     spec = zoo.read_spec() or {}
     notes = []
     if spec:
         notes.append(f"dataset: {spec['dataset']['name']} {spec['dataset'].get('options') or ''}".strip())
         notes.append(f"architecture: {spec['architecture']['name']} (base width {spec['architecture'].get('base_width')})")
-        notes.append(f"schedule: {spec['schedule']['epochs']} epochs")
+        if "schedule" in spec:  # an imported zoo does not know how its models were trained
+            notes.append(f"schedule: {spec['schedule']['epochs']} epochs")
     return Leaderboard(
         population=spec.get("name", zoo.root.name), zoo=str(zoo.root), target=target, kendall=kendall,
         icc_bench_version=__version__, command=command,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        n_models=len(models), axes=list(AXES), rows=rows, points=points, notes=notes,
+        n_models=len(models), axes=axes, rows=rows, points=points, notes=notes,
     )
