@@ -42,10 +42,24 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A temporary file in ``path``'s folder (so the rename is atomic), with ordinary permissions
+    (mkstemp's are 0600, which would leave records unreadable to the rest of a team)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -63,8 +77,7 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
     """Save with safetensors through a temporary file; return the sha256 of the bytes on disk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
@@ -198,11 +211,13 @@ class Zoo:
         from icc_bench.models import build_model
 
         record = self.read_record(model_id)
-        model = build_model(
-            ArchitectureSpec.model_validate(record["architecture"]),
-            HyperParams.model_validate(record["hyperparams"]),
-            record["num_classes"],
-            tuple(record["input_shape"]),
-        )
+        arch = ArchitectureSpec.model_validate(record["architecture"])
+        if arch.name.startswith("factory:"):  # a user's own network, imported with icc-bench import
+            from icc_bench.importer import build_factory_model
+
+            model = build_factory_model(arch.name, record.get("architecture_options", {}), record["num_classes"])
+        else:
+            hp = HyperParams.model_validate(record["hyperparams"])
+            model = build_model(arch, hp, record["num_classes"], tuple(record["input_shape"]))
         model.load_state_dict(self.load_state_dict(model_id, epoch, device="cpu"))
         return model.to(device).eval(), record
