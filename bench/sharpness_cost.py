@@ -1,0 +1,236 @@
+"""Cost of the four sharpness measures: the batched implementation against a straightforward loop.
+
+    python bench/sharpness_cost.py [--samples 600] [--epochs 15] [--threads 2]
+
+Trains one small VGG (width 8) on scikit-learn's digits upsampled to 16x16 (bundled with
+scikit-learn, nothing downloaded), then computes sigma', sigma'', alpha', alpha'' with the SPEC §3
+defaults twice:
+
+- batched: ``icc_sharpness.perturb`` (all Monte Carlo draws, or all ascent restarts, in one vmapped
+  call per data chunk);
+- straightforward: a deep copy perturbed in place, one draw (or restart) and one chunk at a time,
+  gradients by ``loss.backward()``.
+
+Both use the same subset, draws and starts, so they must find the same scale; the table shows it.
+Forward and backward counts are network calls; seconds are wall clock and process CPU time (the
+latter is steadier on a shared machine). The ratio is straightforward / batched, measured in this
+run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import time
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torch import Tensor, nn
+
+from icc_bench.config import ArchitectureSpec, HyperParams
+from icc_bench.models import build_model
+from icc_sharpness.perturb import (
+    PassCount,
+    SharpnessResult,
+    alpha_prime,
+    gaussian_noise,
+    perturbed_parameter_names,
+    sharpness_subset,
+    sigma_prime,
+    uniform_starts,
+)
+from icc_sharpness.search import bisect_deviation
+from icc_sharpness.settings import RandomPerturbationSettings, SharpnessSearchSettings, WorstCasePerturbationSettings
+
+SEED = 0
+
+
+def digits_16x16(samples: int) -> tuple[Tensor, Tensor]:
+    digits = load_digits()
+    x = torch.tensor(digits.images[:samples], dtype=torch.float32).unsqueeze(1)  # (N, 1, 8, 8)
+    x = F.interpolate(x, size=16, mode="bilinear", align_corners=False)  # (N, 1, 16, 16)
+    return (x - x.mean()) / x.std(), torch.tensor(digits.target[:samples])
+
+
+def train_vgg(x: Tensor, y: Tensor, epochs: int) -> nn.Module:
+    hp = HyperParams(
+        learning_rate=0.05,
+        batch_size=100,
+        weight_decay=0.0,
+        optimizer="sgd",
+        dropout=0.0,
+        augmentation=False,
+        width=1.0,
+        depth=1.0,
+    )
+    torch.manual_seed(SEED)
+    model = build_model(ArchitectureSpec(name="vgg", base_width=8), hp, 10, tuple(x.shape[1:]))
+    optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=0.9)
+    order = torch.Generator().manual_seed(SEED)
+    for _ in range(epochs):
+        model.train()
+        for batch in torch.randperm(len(x), generator=order).split(hp.batch_size):
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+class LoopEvaluator:
+    """The straightforward way: one deep copy, perturbed in place, one network call per chunk."""
+
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, settings: SharpnessSearchSettings) -> None:
+        self.net = copy.deepcopy(model).eval()
+        if settings.variant == "kernels_bn_batch_stats":
+            for layer in self.net.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.train()  # batch statistics; the copy's running buffers absorb the updates
+        self.names = perturbed_parameter_names(model, settings.variant)
+        self.params = dict(self.net.named_parameters())
+        self.weights = {name: self.params[name].detach().clone() for name in self.names}
+        n_chunks = math.ceil(len(x) / settings.batch_size)
+        self.chunks = list(zip(x.tensor_split(n_chunks), y.tensor_split(n_chunks)))
+        self.n = len(x)
+        self.passes = PassCount()
+
+    def load(self, values: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            for name, value in values.items():
+                self.params[name].copy_(value)
+
+    @torch.no_grad()
+    def accuracy(self) -> float:
+        correct = 0
+        for x, y in self.chunks:
+            correct += int((self.net(x).argmax(1) == y).sum())
+            self.passes.forward_calls += 1
+            self.passes.forward_evaluations += 1
+        return correct / self.n
+
+    def gradients(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        self.net.zero_grad()
+        F.cross_entropy(self.net(x), y).backward()
+        self.passes.forward_calls += 1
+        self.passes.backward_calls += 1
+        self.passes.forward_evaluations += 1
+        self.passes.backward_evaluations += 1
+        return {name: self.params[name].grad for name in self.names}
+
+
+def loop_search(evaluator: LoopEvaluator, settings: SharpnessSearchSettings, accuracy_at: Callable[[float], float]):
+    evaluator.load(evaluator.weights)
+    reference = evaluator.accuracy()
+    return bisect_deviation(
+        lambda scale: reference - accuracy_at(scale),
+        target=settings.target_deviation,
+        tolerance=settings.tolerance,
+        low=settings.search_low,
+        high=settings.search_high,
+        max_steps=settings.max_steps,
+    )
+
+
+def loop_sigma_prime(model, x, y, settings: RandomPerturbationSettings, generator) -> tuple[float, PassCount]:
+    indices = sharpness_subset(len(x), settings.sharpness_samples, generator)
+    ev = LoopEvaluator(model, x[indices], y[indices], settings)
+    noise = gaussian_noise(ev.weights, ev.names, settings.mc_samples, generator)
+
+    def accuracy_at(sigma: float) -> float:
+        accuracies = []
+        for draw in range(settings.mc_samples):
+            ev.load({n: w + torch.sqrt(sigma**2 * w**2 + settings.eps**2) * noise[n][draw] for n, w in ev.weights.items()})
+            accuracies.append(ev.accuracy())
+        return sum(accuracies) / len(accuracies)
+
+    return loop_search(ev, settings, accuracy_at).value, ev.passes
+
+
+def loop_alpha_prime(model, x, y, settings: WorstCasePerturbationSettings, generator) -> tuple[float, PassCount]:
+    indices = sharpness_subset(len(x), settings.sharpness_samples, generator)
+    ev = LoopEvaluator(model, x[indices], y[indices], settings)
+    starts = uniform_starts(ev.weights, ev.names, settings.restarts, generator)
+
+    def accuracy_at(alpha: float) -> float:
+        box = {n: alpha * w.abs() + settings.eps for n, w in ev.weights.items()}
+        accuracies = []
+        for restart in range(settings.restarts):
+            offsets = {n: box[n] * starts[n][restart] for n in ev.names}
+            for step in range(settings.ascent_steps):
+                ev.load({n: ev.weights[n] + u for n, u in offsets.items()})
+                grads = ev.gradients(*ev.chunks[step % len(ev.chunks)])
+                for n, r in box.items():
+                    offsets[n] = torch.minimum(torch.maximum(offsets[n] + settings.step_fraction * r * grads[n].sign(), -r), r)
+            ev.load({n: ev.weights[n] + u for n, u in offsets.items()})
+            accuracies.append(ev.accuracy())
+        return min(accuracies)
+
+    return loop_search(ev, settings, accuracy_at).value, ev.passes
+
+
+def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=600)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    x, y = digits_16x16(args.samples)
+    (model, train_s, _) = timed(lambda: train_vgg(x, y, args.epochs))
+    with torch.no_grad():
+        train_acc = float((model(x).argmax(1) == y).float().mean())
+    print(
+        f"VGG width 8, {len(x)} digits 16x16, {args.epochs} epochs in {train_s:.1f} s, training accuracy {train_acc:.3f}, "
+        f"{torch.get_num_threads()} threads"
+    )
+
+    cases = (
+        ("inv_sigma_prime", sigma_prime, loop_sigma_prime, RandomPerturbationSettings(variant="all_params_bn_eval")),
+        ("inv_sigma_dprime", sigma_prime, loop_sigma_prime, RandomPerturbationSettings(variant="kernels_bn_batch_stats")),
+        ("inv_alpha_prime", alpha_prime, loop_alpha_prime, WorstCasePerturbationSettings(variant="all_params_bn_eval")),
+        ("inv_alpha_dprime", alpha_prime, loop_alpha_prime, WorstCasePerturbationSettings(variant="kernels_bn_batch_stats")),
+    )
+    header = f"{'measure':17s} {'impl':8s} {'scale':>9s} {'evals':>5s} {'fwd':>6s} {'bwd':>6s} {'wall s':>7s} {'cpu s':>7s}"
+    print(header)
+    print("-" * len(header))
+    total_wall = total_cpu = 0.0
+    for name, batched_fn, loop_fn, settings in cases:
+        result, b_wall, b_cpu = timed(partial(batched_fn, model, x, y, settings, torch.Generator().manual_seed(SEED)))
+        assert isinstance(result, SharpnessResult)
+        (loop_scale, loop_passes), l_wall, l_cpu = timed(
+            partial(loop_fn, model, x, y, settings, torch.Generator().manual_seed(SEED))
+        )
+        total_wall, total_cpu = total_wall + b_wall, total_cpu + b_cpu
+        p = result.passes
+        note = "" if result.search.converged else "  (not converged: see the search's degenerate answers)"
+        print(
+            f"{name:17s} {'batched':8s} {result.scale:9.3g} {result.search.evaluations:5d} {p.forward_calls:6d} "
+            f"{p.backward_calls:6d} {b_wall:7.2f} {b_cpu:7.2f}{note}"
+        )
+        print(
+            f"{'':17s} {'loop':8s} {loop_scale:9.3g} {'':5s} {loop_passes.forward_calls:6d} "
+            f"{loop_passes.backward_calls:6d} {l_wall:7.2f} {l_cpu:7.2f}"
+        )
+        print(
+            f"{'':17s} {'ratio':8s} {'':9s} {'':5s} "
+            f"{loop_passes.forward_calls / p.forward_calls:6.1f} "
+            f"{(loop_passes.backward_calls / p.backward_calls) if p.backward_calls else float('nan'):6.1f} "
+            f"{l_wall / b_wall:7.2f} {l_cpu / b_cpu:7.2f}"
+        )
+    print(f"all four measures, batched: {total_wall:.1f} s wall, {total_cpu:.1f} s CPU (target: <= 30 s on 2 cores)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,454 @@
+"""Tests of the sharpness measures (plugins/icc_sharpness, SPEC §3) on tiny trained conv nets.
+
+The references here are plain implementations: a deep copy of the network perturbed in place,
+BatchNorm switched to batch statistics by ``train()``, gradients by ``loss.backward()``. They share
+nothing with the plugin's vmapped functional machinery but the bisection and the chunking rule.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import icc_sharpness
+from icc_sharpness import perturb
+from icc_sharpness.perturb import (
+    PerturbedEvaluator,
+    alpha_prime,
+    perturbed_parameter_names,
+    sharpness_subset,
+    sigma_prime,
+)
+from icc_sharpness.search import bisect_deviation
+from icc_sharpness.settings import RandomPerturbationSettings, WorstCasePerturbationSettings
+
+N_CLASSES = 4
+N_TRAIN = 192
+BATCH = 64  # 3 chunks of the training set: BatchNorm batches and ascent minibatches
+VARIANTS = ("all_params_bn_eval", "kernels_bn_batch_stats")
+
+
+class TinyNet(nn.Module):
+    """conv-BN-ReLU, pool, conv-BN-ReLU, global max pool, dropout, linear: every kind of parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(6)
+        self.conv2 = nn.Conv2d(6, 12, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(12)
+        self.dropout = nn.Dropout(0.5)  # must be off in every evaluation
+        self.fc = nn.Linear(12, N_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)  # (B, 6, 4, 4)
+        x = F.relu(self.bn2(self.conv2(x))).amax(dim=(2, 3))  # (B, 12)
+        return self.fc(self.dropout(x))
+
+
+def _data(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # Four noisy 8x8 prototypes: learnable, but not by a margin so wide that nothing is sharp.
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.randn(N_CLASSES, 1, 8, 8, generator=g)
+    y = torch.arange(N_TRAIN) % N_CLASSES
+    x = prototypes[y] + 0.9 * torch.randn(N_TRAIN, 1, 8, 8, generator=g)
+    return x, y
+
+
+def _train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> TinyNet:
+    torch.manual_seed(seed)
+    model = TinyNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        for batch in torch.randperm(len(x), generator=g).split(32):
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    return _data(seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(data) -> TinyNet:
+    x, y = data
+    return _train(x, y, epochs=30, seed=0)
+
+
+@pytest.fixture(scope="module")
+def memorized(data) -> tuple[TinyNet, torch.Tensor]:
+    """The same architecture fit to a random permutation of the same labels."""
+    x, y = data
+    shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(1))]
+    return _train(x, shuffled, epochs=120, seed=0), shuffled
+
+
+def _chunks(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    n_chunks = math.ceil(len(x) / BATCH)  # the plugin's rule: nearly equal consecutive chunks
+    return list(zip(x.tensor_split(n_chunks), y.tensor_split(n_chunks)))
+
+
+def _evaluation_copy(model: nn.Module, batch_stats: bool) -> nn.Module:
+    net = copy.deepcopy(model).eval()  # dropout off
+    if batch_stats:
+        for layer in net.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.train()  # batch statistics; only the copy's running buffers absorb the update
+    return net
+
+
+def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return sum(int((net(xb).argmax(1) == yb).sum()) for xb, yb in _chunks(x, y)) / len(x)
+
+
+def _perturbed(model: nn.Module, variant: str) -> list[tuple[str, nn.Parameter]]:
+    return [(name, p) for name, p in model.named_parameters() if variant == "all_params_bn_eval" or p.ndim > 1]
+
+
+def _fresh(model: nn.Module, variant: str, count: int, seed: int, uniform: bool) -> list[dict[str, torch.Tensor]]:
+    """``count`` fresh dicts of standard normals (or uniforms in [-1, 1)) for the perturbed parameters."""
+    g = torch.Generator().manual_seed(seed)
+    draw = (lambda shape: 2 * torch.rand(shape, generator=g) - 1) if uniform else (lambda shape: torch.randn(shape, generator=g))
+    return [{name: draw(p.shape) for name, p in _perturbed(model, variant)} for _ in range(count)]
+
+
+def _unstack(stacked: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    return [{name: values[k] for name, values in stacked.items()} for k in range(len(next(iter(stacked.values()))))]
+
+
+def _plain_gaussian_drops(model, x, y, variant, sigma, eps, normals, magnitude_aware=True) -> torch.Tensor:
+    """Reference drops, one per draw: a deep copy whose parameters get p += std(p) * z in place."""
+    batch_stats = variant == "kernels_bn_batch_stats"
+    reference = _accuracy(_evaluation_copy(model, batch_stats), x, y)
+    drops = []
+    for z in normals:
+        net = _evaluation_copy(model, batch_stats)
+        with torch.no_grad():
+            for name, p in _perturbed(net, variant):
+                std = torch.sqrt(sigma**2 * p**2 + eps**2) if magnitude_aware else sigma
+                p.add_(std * z[name])
+        drops.append(reference - _accuracy(net, x, y))
+    return torch.tensor(drops)
+
+
+def _plain_worst_case_drop(model, x, y, variant, alpha, settings: WorstCasePerturbationSettings, starts) -> float:
+    """Reference worst-case drop: one in-place projected sign-gradient ascent per start, autograd, lowest accuracy."""
+    batch_stats = variant == "kernels_bn_batch_stats"
+    chunks = _chunks(x, y)
+    accuracies = []
+    for start in starts:
+        net = _evaluation_copy(model, batch_stats)
+        params = _perturbed(net, variant)
+        weights = {name: p.detach().clone() for name, p in params}
+        boxes = {name: alpha * w.abs() + settings.eps for name, w in weights.items()}
+        with torch.no_grad():
+            for name, p in params:
+                p.add_(boxes[name] * start[name])
+        for step in range(settings.ascent_steps):
+            xb, yb = chunks[step % len(chunks)]
+            net.zero_grad()
+            F.cross_entropy(net(xb), yb).backward()
+            with torch.no_grad():
+                for name, p in params:
+                    w, r = weights[name], boxes[name]
+                    p.add_(settings.step_fraction * r * p.grad.sign())
+                    p.copy_(torch.minimum(torch.maximum(p, w - r), w + r))
+        accuracies.append(_accuracy(net, x, y))
+    return _accuracy(_evaluation_copy(model, batch_stats), x, y) - min(accuracies)
+
+
+def _random_settings(variant: str, **overrides) -> RandomPerturbationSettings:
+    return RandomPerturbationSettings(variant=variant, batch_size=BATCH, **overrides)
+
+
+def _worst_settings(variant: str, **overrides) -> WorstCasePerturbationSettings:
+    return WorstCasePerturbationSettings(variant=variant, batch_size=BATCH, **overrides)
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --- the bisection --------------------------------------------------------------------------
+
+
+def test_bisection_finds_the_crossing_of_a_known_curve():
+    result = bisect_deviation(lambda s: s**2, target=0.1, tolerance=1e-3, low=0.0, high=2.0, max_steps=20)
+    assert result.converged
+    assert abs(result.value**2 - 0.1) <= 1e-3
+    assert result.evaluations == len(result.trace)
+    assert result.trace[:2] == ((0.0, 0.0), (1.0, 1.0))  # the low end first, then midpoints
+
+
+def test_bisection_of_a_curve_that_never_reaches_the_target_ends_below_the_top():
+    result = bisect_deviation(lambda s: 0.0, target=0.1, tolerance=0.01, low=0.0, high=2.0, max_steps=5)
+    assert not result.converged
+    assert result.evaluations == 1 + 5
+    assert result.value == pytest.approx(2.0 - 2.0 / 2**6)
+
+
+def test_bisection_of_a_curve_beyond_the_target_at_its_low_end_answers_the_resolution_at_once():
+    result = bisect_deviation(lambda s: 0.5, target=0.1, tolerance=0.01, low=0.0, high=2.0, max_steps=5)
+    assert not result.converged
+    assert result.evaluations == 1
+    assert result.value == pytest.approx(2.0 / 2**6)  # never 0, so 1 / value**2 stays finite
+    # What bisection itself reaches on the same curve.
+    bisected = bisect_deviation(lambda s: 0.5 if s > 0 else 0.0, target=0.1, tolerance=0.01, low=0.0, high=2.0, max_steps=5)
+    assert bisected.value == pytest.approx(result.value)
+
+
+# --- agreement with fresh, plain estimates ----------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sigma_prime_drop_is_reproduced_by_a_plain_implementation_and_by_fresh_draws(trained, data, variant):
+    x, y = data
+    # 10 draws estimate the drop with a standard error of ~0.045 on this net (one draw's drop has a
+    # standard deviation of ~0.14 with every parameter perturbed, ~0.08 with kernels only): too
+    # coarse to check anything. With 50 draws in the search and 100 fresh ones the bound below is
+    # ~0.08 (every parameter) and ~0.05 (kernels only).
+    settings = _random_settings(variant, mc_samples=50)
+    result = sigma_prime(trained, x, y, settings, _generator(0))
+    searched_drop = result.search.trace[-1][1]
+    assert result.search.converged and abs(searched_drop - settings.target_deviation) <= settings.tolerance
+
+    # The same draws (the generator's first; the whole training set is the subset), in place: the same drop.
+    weights = dict(trained.named_parameters())
+    own = perturb.gaussian_noise(weights, result.perturbed_names, settings.mc_samples, _generator(0))
+    own_drops = _plain_gaussian_drops(trained, x, y, variant, result.scale, settings.eps, _unstack(own))
+    assert abs(float(own_drops.mean()) - searched_drop) <= 1 / len(x)
+
+    fresh_draws = 100
+    fresh = _plain_gaussian_drops(
+        trained, x, y, variant, result.scale, settings.eps, _fresh(trained, variant, fresh_draws, seed=123, uniform=False)
+    )
+    # Both means carry Monte Carlo error: allow the tolerance plus 3 standard errors of their difference.
+    bound = settings.tolerance + 3 * float(fresh.std()) * math.sqrt(1 / settings.mc_samples + 1 / fresh_draws)
+    assert abs(float(fresh.mean()) - settings.target_deviation) <= bound, (float(fresh.mean()), bound)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_alpha_prime_drop_is_reproduced_by_a_plain_implementation_and_by_fresh_restarts(trained, data, variant):
+    x, y = data
+    settings = _worst_settings(variant)
+    result = alpha_prime(trained, x, y, settings, _generator(0))
+    searched_drop = result.search.trace[-1][1]
+    assert result.search.converged and abs(searched_drop - settings.target_deviation) <= settings.tolerance
+
+    # The same starts, ascended by plain autograd in place: the same drop, up to a sample or two whose
+    # prediction flips with floating-point differences along the ascent.
+    weights = dict(trained.named_parameters())
+    own = _unstack(perturb.uniform_starts(weights, result.perturbed_names, settings.restarts, _generator(0)))
+    own_drop = _plain_worst_case_drop(trained, x, y, variant, result.scale, settings, own)
+    assert abs(own_drop - searched_drop) <= 2 / len(x)
+
+    # Fresh restarts from other seeds. The lowest accuracy of 3 ascents varies from seed to seed
+    # (standard deviation <= 0.016 over 20 seeds of this net, at alpha'), and the search's drop is
+    # one such estimate: the mean of 3 fresh ones must be within the tolerance plus 3 standard
+    # deviations of the difference, 3 * 0.02 * sqrt(1 + 1/3) < 0.07.
+    def fresh_drop(alpha: float, seed: int) -> float:
+        starts = _fresh(trained, variant, settings.restarts, seed, uniform=True)
+        return _plain_worst_case_drop(trained, x, y, variant, alpha, settings, starts)
+
+    fresh = [fresh_drop(result.scale, seed) for seed in (100, 101, 102)]
+    assert abs(sum(fresh) / len(fresh) - settings.target_deviation) <= settings.tolerance + 0.07, fresh
+    # And the fresh worst case crosses the target between 0.8 and 1.2 alpha' (on this net the drop
+    # there is 0.02-0.07 and 0.19-0.34 over 20 seeds).
+    assert fresh_drop(0.8 * result.scale, 103) < settings.target_deviation - settings.tolerance
+    assert fresh_drop(1.2 * result.scale, 104) > settings.target_deviation + settings.tolerance
+
+
+# --- magnitude awareness ----------------------------------------------------------------------
+
+
+def _rescaled(model: TinyNet, factor: float) -> TinyNet:
+    """The same function: conv1's kernel x factor, bn1's running mean x factor, variance and eps x factor^2."""
+    scaled = copy.deepcopy(model)
+    with torch.no_grad():
+        scaled.conv1.weight.mul_(factor)
+        scaled.bn1.running_mean.mul_(factor)
+        scaled.bn1.running_var.mul_(factor**2)
+    scaled.bn1.eps *= factor**2  # so that even BatchNorm's variance floor scales with the layer
+    return scaled
+
+
+@pytest.mark.parametrize("search", ["sigma", "alpha"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rescaling_a_layer_before_batchnorm_leaves_the_scale_unchanged(trained, data, search, variant):
+    x, y = data
+    scaled = _rescaled(trained, 10.0)
+    with torch.no_grad():
+        torch.testing.assert_close(scaled(x), trained(x), atol=1e-4, rtol=1e-4)
+
+    if search == "sigma":
+        find, settings = sigma_prime, _random_settings(variant, eps=0.0)
+    else:  # a shorter ascent keeps the test fast; the invariance holds for any number of steps
+        find, settings = alpha_prime, _worst_settings(variant, eps=0.0, ascent_steps=6, restarts=2)
+    original = find(trained, x, y, settings, _generator(0))
+    rescaled = find(scaled, x, y, settings, _generator(0))
+    assert original.search.converged and rescaled.search.converged
+    assert rescaled.scale == pytest.approx(original.scale, rel=0.02)
+
+
+def test_a_plain_gaussian_perturbation_is_not_invariant_to_rescaling(trained, data):
+    x, y = data
+    settings = _random_settings("all_params_bn_eval", eps=0.0)
+
+    normals = _fresh(trained, settings.variant, 10, seed=5, uniform=False)  # the same draws for every model
+
+    def plain_sigma(model):
+        return bisect_deviation(
+            lambda s: float(_plain_gaussian_drops(model, x, y, settings.variant, s, 0.0, normals, magnitude_aware=False).mean()),
+            target=settings.target_deviation,
+            tolerance=settings.tolerance,
+            low=settings.search_low,
+            high=settings.search_high,
+            max_steps=settings.max_steps,
+        ).value
+
+    original = plain_sigma(trained)
+    larger, smaller = plain_sigma(_rescaled(trained, 10.0)), plain_sigma(_rescaled(trained, 0.1))
+    # The same function, yet absolute noise matters less to a larger kernel and more to a smaller one.
+    assert larger > 1.1 * original and smaller < original / 1.1, (smaller, original, larger)
+
+
+# --- the model is left alone; the variants do what they say ---------------------------------
+
+
+def _registered_measures() -> dict:
+    collected = {}
+    registry = SimpleNamespace(add=lambda measure: collected.setdefault(measure.name, measure))
+    icc_sharpness.icc_bench_register_measures(registry=registry)
+    return collected
+
+
+def test_four_complexity_measures_are_registered():
+    measures = _registered_measures()
+    assert sorted(measures) == ["inv_alpha_dprime", "inv_alpha_prime", "inv_sigma_dprime", "inv_sigma_prime"]
+    for name, measure in measures.items():
+        assert measure.family == "sharpness"
+        assert measure.higher_is_better is False
+        assert measure.needs_hierarchy is False
+        expected = "kernels_bn_batch_stats" if name.endswith("dprime") else "all_params_bn_eval"
+        assert measure.settings.variant == expected
+
+
+def _context(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> SimpleNamespace:
+    # The attributes of icc_bench.MeasureContext that the sharpness measures read.
+    return SimpleNamespace(
+        model=model,
+        device=torch.device("cpu"),
+        dataset=SimpleNamespace(x_train=x, y_train=y),
+        generator=lambda: torch.Generator().manual_seed(seed),
+    )
+
+
+@pytest.mark.parametrize("name", ["inv_sigma_prime", "inv_sigma_dprime", "inv_alpha_prime", "inv_alpha_dprime"])
+def test_measures_are_deterministic_and_leave_the_model_bit_identical(trained, data, name):
+    x, y = data
+    measure = _registered_measures()[name]
+    # Three bisection steps walk the whole path (subset, draws or ascent, evaluation) at a third of the cost.
+    settings = measure.settings.model_copy(update={"batch_size": BATCH, "max_steps": 3})
+    before = {key: value.clone() for key, value in trained.state_dict().items()}
+    flags = [module.training for module in trained.modules()]
+
+    first = measure.fn(_context(trained, x, y, seed=3), settings)
+    second = measure.fn(_context(trained, x, y, seed=3), settings)
+
+    assert type(first) is float and math.isfinite(first) and first > 0
+    assert first == second
+    after = trained.state_dict()
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key  # parameters and BatchNorm buffers alike
+    assert [module.training for module in trained.modules()] == flags
+
+
+def test_batch_statistics_variant_normalises_by_the_batch_and_writes_no_buffer(trained, data):
+    x, y = data
+    buffers = {key: value.clone() for key, value in trained.named_buffers()}
+    evaluator = PerturbedEvaluator(trained, x, y, variant="kernels_bn_batch_stats", batch_size=BATCH)
+    unperturbed = {name: evaluator.weights[name].unsqueeze(0) for name in evaluator.perturbed_names}
+    with torch.no_grad():
+        logits = evaluator.logits(unperturbed, evaluator.chunks[0][0])[0]
+        in_train_mode = copy.deepcopy(trained)
+        in_train_mode.bn1.train(), in_train_mode.bn2.train()
+        torch.testing.assert_close(logits, in_train_mode(evaluator.chunks[0][0]))
+        assert not torch.allclose(logits, trained(evaluator.chunks[0][0]), atol=1e-3)
+    sigma_prime(trained, x, y, _random_settings("kernels_bn_batch_stats"), _generator(0))
+    for key, value in trained.named_buffers():
+        assert torch.equal(value, buffers[key]), key
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_only_the_variants_parameters_reach_the_network_perturbed(trained, data, variant, monkeypatch):
+    x, y = data
+    kernels = {name for name, p in trained.named_parameters() if p.ndim > 1}
+    assert kernels == {"conv1.weight", "conv2.weight", "fc.weight"}
+    expected = kernels if variant == "kernels_bn_batch_stats" else {name for name, _ in trained.named_parameters()}
+    assert set(perturbed_parameter_names(trained, variant)) == expected
+
+    seen: list[set[str]] = []
+    original = PerturbedEvaluator.accuracies
+
+    def recording(self, perturbed):
+        seen.append(set(perturbed))
+        return original(self, perturbed)
+
+    monkeypatch.setattr(perturb.PerturbedEvaluator, "accuracies", recording)
+    result = sigma_prime(trained, x, y, _random_settings(variant, max_steps=3), _generator(0))
+    assert set(result.perturbed_names) == expected
+    assert seen and all(names == expected for names in seen)
+
+
+def test_subset_is_seeded_sorted_and_all_samples_when_not_smaller():
+    subset = sharpness_subset(100, 30, _generator(7))
+    assert torch.equal(subset, sharpness_subset(100, 30, _generator(7)))
+    assert len(subset) == 30 and torch.equal(subset, subset.unique())
+    assert torch.equal(sharpness_subset(100, 100, _generator(7)), torch.arange(100))
+    assert torch.equal(sharpness_subset(100, None, _generator(7)), torch.arange(100))
+
+
+def test_settings_refuse_an_empty_interval_and_a_tolerance_that_swallows_the_target():
+    with pytest.raises(ValueError, match="search_high"):
+        RandomPerturbationSettings(search_low=1.0, search_high=0.5)
+    with pytest.raises(ValueError, match="tolerance"):
+        WorstCasePerturbationSettings(tolerance=0.1)
+
+
+# --- a check of meaning -------------------------------------------------------------------------
+
+
+def test_memorizing_shuffled_labels_is_sharper_than_fitting_true_labels(trained, memorized, data, capsys):
+    x, y = data
+    model_shuffled, y_shuffled = memorized
+    values = {}
+    for variant in VARIANTS:
+        for search, find, settings in (
+            ("sigma", sigma_prime, _random_settings(variant)),
+            ("alpha", alpha_prime, _worst_settings(variant)),
+        ):
+            true = find(trained, x, y, settings, _generator(0))
+            shuffled = find(model_shuffled, x, y_shuffled, settings, _generator(0))
+            values[(search, variant)] = (true.inverse_square, shuffled.inverse_square)
+    with capsys.disabled():
+        print("\n1/scale^2 (true labels, shuffled labels):")
+        for key, pair in values.items():
+            print(f"  {key[0]:5s} {key[1]:24s} {pair[0]:10.2f} {pair[1]:10.2f}")
+    # Over 4 seeds of data, initialization and shuffle, the memorizing net was 2x to 16x sharper
+    # under every measure (seed 0: 16 vs 164, 542 vs 8666, 3.5 vs 28, 28 vs 164).
+    for key, (true, shuffled) in values.items():
+        assert shuffled > true, key
