@@ -38,11 +38,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from icc_bench.zoo import ZooError
 
     from icc_bench.data import DataError
+    from icc_bench.executors import ExecutorError
     from icc_bench.measure import InvalidSettingsError
     from icc_bench.analyze import AnalysisError
     from icc_bench.registry import UnknownMeasureError
 
-    return (UserError, SpecError, ZooError, DataError, InvalidSettingsError, UnknownMeasureError, AnalysisError)
+    return (UserError, SpecError, ZooError, DataError, InvalidSettingsError, UnknownMeasureError, AnalysisError, ExecutorError)
 
 
 # -- populations ---------------------------------------------------------------------------------
@@ -131,12 +132,15 @@ def print_train_summary(summary) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from icc_bench.executors import make_executor
     from icc_bench.population import find_spec, train_population
 
     spec = find_spec(args.population)
+    executor = make_executor(args)
     with TrainProgress(console) as progress:
         summary = train_population(
-            spec, args.runs_dir, data_dir=args.data_dir, device=args.device, limit=args.limit, progress=progress
+            spec, args.runs_dir, data_dir=args.data_dir, device=args.device, limit=args.limit,
+            executor=executor, progress=progress,
         )
     print_train_summary(summary)
     return 0
@@ -228,24 +232,28 @@ def _write_and_show(lb, out_dir: Path, stem: str) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from icc_bench.evaluate import evaluate_zoo, score_zoo
+    from icc_bench.executors import make_executor
     from icc_bench.population import train_population
     from icc_bench.zoo import Zoo
 
     spec, zoo = _resolve_target(args.target)
     plugins = _load_plugins(args)
     measures = _selected_measures(plugins, args.measures, spec)  # bad patterns fail before any work
+    executor = make_executor(args)
     if zoo is None:
         zoo = Zoo(Path(args.runs_dir) / spec.name)
         if not args.no_train:
             with TrainProgress(console) as progress:
-                summary = train_population(spec, args.runs_dir, data_dir=args.data_dir, device=args.device, progress=progress)
+                summary = train_population(
+                    spec, args.runs_dir, data_dir=args.data_dir, device=args.device, executor=executor, progress=progress
+                )
             print_train_summary(summary)
     if not zoo.model_ids():
         raise UserError(f"{zoo.root}: no trained models to evaluate; run without --no-train, or `icc-bench train {spec.name}`")
     with EvaluateProgress(console) as progress:
         stats = evaluate_zoo(
             zoo, measures, device=args.device, data_dir=args.data_dir, seed=args.seed,
-            retry_errors=args.retry_errors, progress=progress,
+            retry_errors=args.retry_errors, executor=executor, progress=progress,
         )
     console.print(
         f"measured: {stats.computed} values computed, {stats.reused} reused from {zoo.root / 'results.sqlite'}"
@@ -282,9 +290,12 @@ def _command_line(args: argparse.Namespace) -> str:
 
 # -- parser --------------------------------------------------------------------------------------
 def _add_common(p: argparse.ArgumentParser) -> None:
+    from icc_bench.executors import add_executor_arguments
+
     p.add_argument("--runs-dir", default=os.environ.get("ICC_BENCH_RUNS", DEFAULT_RUNS), help="where zoos live (default: ./runs or $ICC_BENCH_RUNS)")
     p.add_argument("--data-dir", default=None, help="local folder with CIFAR in its python layout (default: $ICC_BENCH_DATA)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    add_executor_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:

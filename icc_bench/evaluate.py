@@ -1,10 +1,18 @@
 """Zoo x measures -> results store -> scores -> leaderboard.
 
-``evaluate_zoo`` computes every (model, measure) value the store lacks, one model at a time: the
-model is loaded (checksum verified) only when at least one of its values is missing, its probe
-representations are computed once and shared by all its measures, and every value is committed to
-the store the moment it exists. A measure that raises on one model is stored with its error and
-the run goes on; a measure that needs a hierarchy on flat labels is stored as not applicable.
+``evaluate_zoo`` (the driver) finds every (model, measure) value the store lacks and hands one
+task per model to an executor (``icc_bench.executors``: in this process, or on a Ray cluster).
+Each task runs ``measure_model``: the model is loaded (checksum verified) only when at least one
+of its values is missing, its probe representations are computed once and shared by all its
+measures, and the values come back to the driver, which alone writes the store, each value the
+moment it arrives. A measure that raises on one model is stored with its error and the run goes
+on; a measure that needs a hierarchy on flat labels is stored as not applicable.
+
+Tasks name their measures by (name, settings), never by ``Measure`` object: a measure's function
+comes from a plugin, and a ``--plugin`` file lives in the driver's ``sys.modules`` under a made-up
+module name, so pickling its function (by reference, as cloudpickle does for anything importable)
+fails in any other process. ``measure_model`` loads the plugins itself and looks the measures up
+by name, in this process as on a Ray worker.
 
 ``score_zoo`` then reads the store and scores each measure with granulated Kendall and CMI against
 the chosen target; it computes nothing, which is what ``icc-bench leaderboard`` relies on.
@@ -15,8 +23,9 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,11 +34,14 @@ import numpy as np
 import pandas as pd
 
 from icc_bench.config import AXES, COMPOSITE_AXES, DatasetSpec, HyperParams
-from icc_bench.measure import Measure, MeasureContext, NotApplicable, compute_measure
+from icc_bench.measure import InvalidSettingsError, Measure, MeasureContext, NotApplicable, compute_measure
 from icc_bench.store import ResultStore
 from icc_bench.zoo import Zoo
 
 STORE_NAME = "results.sqlite"
+
+#: A measure as a task names it: (registered name, settings as JSON).
+MeasureRef = tuple[str, dict[str, Any]]
 
 
 def store_for(zoo: Zoo) -> ResultStore:
@@ -47,6 +59,30 @@ class EvaluationStats:
     computed_pairs: list[tuple[str, str]] = field(default_factory=list)  # (model_id, measure)
 
 
+@dataclass(frozen=True)
+class MeasureTask:
+    """One model and the measures whose values the store lacks for it."""
+
+    model_id: str
+    measures: tuple[MeasureRef, ...]
+
+
+@dataclass(frozen=True)
+class MeasuredValue:
+    """One computed value: exactly the fields of ``ResultStore.put``."""
+
+    model_id: str
+    checkpoint_sha256: str
+    measure: str
+    settings_hash: str  # result_hash(measure, seed)
+    settings: dict[str, Any]
+    status: str  # "ok", "error" or "not_applicable"
+    value: float | None
+    error: str | None
+    seconds: float
+    versions: dict[str, str]
+
+
 def _one_line(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}".strip().splitlines()
     return text[0] if text else type(e).__name__
@@ -60,23 +96,27 @@ def evaluate_zoo(
     data_dir: str | Path | None = None,
     seed: int = 0,
     retry_errors: bool = False,
+    executor=None,
     progress=None,
 ) -> EvaluationStats:
     """Fill the store with every missing value of ``measures`` on every model of ``zoo``.
 
-    ``progress`` (optional) receives ``start(total, done)``, ``model(model_id)``,
+    ``executor`` runs one ``measure_model`` task per model that lacks a value (default:
+    ``LocalExecutor``, in this process) and yields the values as they come: one at a time
+    locally, a model's at once from Ray. Each is stored the moment it arrives.
+
+    ``progress`` (optional) receives ``start(total, done)``, ``model(model_id)`` and
     ``value(model_id, measure_name, status)``.
     """
-    from icc_bench.population import load_job_dataset
-    from icc_bench.train import resolve_device
+    from icc_bench.executors import LocalExecutor
 
-    dev = resolve_device(device)
+    plugin_specs = plugin_specs_for(measures)
     records = list(zoo.records())
     stats = EvaluationStats()
     started = time.perf_counter()
     with store_for(zoo) as store:
         done = store.keys()
-        todo: list[tuple[dict[str, Any], list[Measure]]] = []
+        tasks: list[MeasureTask] = []
         for record in records:
             missing = []
             for m in measures:
@@ -84,32 +124,117 @@ def evaluate_zoo(
                 if key in done and not (retry_errors and store.get(*key).status == "error"):
                     stats.reused += 1
                 else:
-                    missing.append(m)
+                    missing.append((m.name, m.settings.model_dump(mode="json")))
             if missing:
-                todo.append((record, missing))
+                tasks.append(MeasureTask(record["model_id"], tuple(missing)))
         if progress is not None:
             progress.start(len(records) * len(measures), stats.reused)
-        for record, missing in todo:
-            model_id = record["model_id"]
-            if progress is not None:
-                progress.model(model_id)
-            model, record = zoo.load_model(model_id, device=dev)
-            stats.models_loaded += 1
-            dataset = load_job_dataset(DatasetSpec.model_validate(record["dataset"]), data_dir)
-            ctx = MeasureContext(
-                model, dataset, HyperParams.model_validate(record["hyperparams"]), seed=seed, device=dev, record=record
-            )
-            for m in missing:
-                status = compute_and_store(store, ctx, m, model_id=model_id, checkpoint_sha256=record["checkpoint_sha256"], seed=seed)
-                stats.computed += status == "ok"
-                stats.errors += status == "error"
-                stats.not_applicable += status == "not_applicable"
-                stats.computed_pairs.append((model_id, m.name))
+        executor = executor or LocalExecutor()
+        measured_models: set[str] = set()
+        for values in executor.measure(
+            tasks, zoo_root=zoo.root, plugin_specs=plugin_specs, device=device, data_dir=data_dir, seed=seed,
+            progress=progress,
+        ):
+            for v in values:
+                store.put(**asdict(v))
+                measured_models.add(v.model_id)
+                stats.computed += v.status == "ok"
+                stats.errors += v.status == "error"
+                stats.not_applicable += v.status == "not_applicable"
+                stats.computed_pairs.append((v.model_id, v.measure))
                 if progress is not None:
-                    progress.value(model_id, m.name, status)
-            del ctx, model
+                    progress.value(v.model_id, v.measure, v.status)
+    stats.models_loaded = len(measured_models)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def plugin_specs_for(measures: Sequence[Measure]) -> tuple[str, ...]:
+    """The ``--plugin`` values a worker must load to find ``measures`` by name.
+
+    Built-ins and installed entry points load anyway; a ``--plugin`` file is named by its
+    absolute path (the plugin loader resolved it), so a worker with another working directory
+    finds it on a shared filesystem.
+    """
+    specs = []
+    for m in measures:
+        if m.plugin is None:
+            raise ValueError(
+                f"measure {m.name!r} was not registered by a plugin; workers look measures up by name, "
+                "so register it in an icc_bench_register_measures hook (a --plugin file is enough)"
+            )
+        if m.plugin.origin in ("file", "module"):
+            specs.append(m.plugin.location)
+    return tuple(dict.fromkeys(specs))
+
+
+def resolve_measures(measures: Sequence[MeasureRef], plugin_specs: Sequence[str]) -> list[Measure]:
+    """Load the plugins in this process and return the named measures with the given settings."""
+    from icc_bench.plugins import PluginWarning, load_plugins
+    from icc_bench.registry import UnknownMeasureError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)  # the driver has reported them already
+        plugins = load_plugins(plugin_specs)
+    resolved = []
+    for name, settings in measures:
+        if name not in plugins.measures:
+            failed = "; ".join(f"{p}: {msg}" for p, msg in plugins.failures) or "none"
+            raise UnknownMeasureError(
+                f"measure {name!r} is not registered in this worker process (plugins that failed to load here: {failed}); "
+                "install the same icc-bench plugins on every node, with --plugin files on a shared filesystem"
+            )
+        measure = plugins.measures.get(name).with_settings(**settings)
+        # Another version of the plugin on this node could read the same settings differently,
+        # and its values would then be stored under another settings hash than the driver's.
+        if measure.settings.model_dump(mode="json") != settings:
+            raise InvalidSettingsError(
+                f"measure {name!r}: the plugin in this worker process reads the settings {settings} as "
+                f"{measure.settings.model_dump(mode='json')}; install the same plugin version on every node"
+            )
+        resolved.append(measure)
+    return resolved
+
+
+def measure_model(
+    zoo_root: str | Path,
+    model_id: str,
+    measures: Sequence[MeasureRef],
+    plugin_specs: Sequence[str],
+    device: str | None,
+    data_dir: str | Path | None,
+    seed: int,
+) -> list[MeasuredValue]:
+    """Compute ``measures`` on one model of the zoo at ``zoo_root``; write nothing.
+
+    Runs wherever an executor puts it (this process or a Ray worker): it loads the plugins, the
+    model (checksum verified) and its dataset itself. Each measure's failure is a value with
+    status "error", never an exception; a model that cannot be loaded raises.
+    """
+    return list(iter_measure_model(zoo_root, model_id, measures, plugin_specs, device, data_dir, seed))
+
+
+def iter_measure_model(
+    zoo_root: str | Path,
+    model_id: str,
+    measures: Sequence[MeasureRef],
+    plugin_specs: Sequence[str],
+    device: str | None,
+    data_dir: str | Path | None,
+    seed: int,
+) -> Iterator[MeasuredValue]:
+    """``measure_model``, one value at a time as each is computed (the local executor stores
+    each value at once, so that a kill loses at most the measure in progress)."""
+    from icc_bench.population import load_job_dataset
+    from icc_bench.train import resolve_device
+
+    resolved = resolve_measures(measures, plugin_specs)
+    dev = resolve_device(device)
+    model, record = Zoo(zoo_root).load_model(model_id, device=dev)
+    dataset = load_job_dataset(DatasetSpec.model_validate(record["dataset"]), data_dir)
+    ctx = MeasureContext(model, dataset, HyperParams.model_validate(record["hyperparams"]), seed=seed, device=dev, record=record)
+    for m in resolved:
+        yield compute_value(ctx, m, model_id=model_id, checkpoint_sha256=record["checkpoint_sha256"], seed=seed)
 
 
 def _debug() -> bool:
@@ -131,12 +256,11 @@ def result_hash(measure: Measure, seed: int = 0) -> str:
     return hashlib.sha256(f"{measure.settings_hash}:seed={seed}".encode()).hexdigest()[:16]
 
 
-def compute_and_store(store: ResultStore, ctx: MeasureContext, measure: Measure, *, model_id: str,
-                      checkpoint_sha256: str, seed: int = 0) -> str:
-    """Compute one value on ``ctx`` and commit it at once; return its status.
+def compute_value(ctx: MeasureContext, measure: Measure, *, model_id: str, checkpoint_sha256: str, seed: int = 0) -> MeasuredValue:
+    """Compute one value on ``ctx``; write nothing.
 
-    ``ok`` stores the value; a measure that raises is stored as ``error`` with its one-line
-    message (the caller goes on); one that does not apply is stored as ``not_applicable``.
+    A measure that raises gives status ``error`` with its one-line message (the caller goes on);
+    one that does not apply gives ``not_applicable``.
     """
     from icc_bench.zoo import versions
 
@@ -156,12 +280,19 @@ def compute_and_store(store: ResultStore, ctx: MeasureContext, measure: Measure,
     settings = measure.settings.model_dump(mode="json")
     if seed:
         settings = {**settings, "_seed": seed}
-    store.put(
+    return MeasuredValue(
         model_id=model_id, checkpoint_sha256=checkpoint_sha256, measure=measure.name,
         settings_hash=result_hash(measure, seed), settings=settings, status=status,
         value=value, error=error, seconds=time.perf_counter() - t0, versions=vers,
     )
-    return status
+
+
+def compute_and_store(store: ResultStore, ctx: MeasureContext, measure: Measure, *, model_id: str,
+                      checkpoint_sha256: str, seed: int = 0) -> str:
+    """Compute one value on ``ctx`` (see ``compute_value``), commit it at once, return its status."""
+    value = compute_value(ctx, measure, model_id=model_id, checkpoint_sha256=checkpoint_sha256, seed=seed)
+    store.put(**asdict(value))
+    return value.status
 
 
 # -- scoring -------------------------------------------------------------------------------------
