@@ -141,7 +141,11 @@ def run_job(job: TrainJob, *, data_dir: str | Path | None, device: str | None, o
     return JobResult(job, record, result.state_dict, result.snapshots)
 
 
-# -- the driver ----------------------------------------------------------------------------------
+# -- the driver -----------------------------------------------------------------------------------
+#: The spec fields that decide which models exist and how they were trained.
+TRAINING_FIELDS = ("dataset", "architecture", "schedule", "grid", "configs", "seeds")
+
+
 @dataclass
 class TrainSummary:
     population: str
@@ -177,8 +181,10 @@ def train_population(
     zoo = Zoo(Path(runs_dir) / spec.name)
     existing = zoo.read_spec()
     spec_json = json.loads(spec.model_dump_json())
-    if existing is not None and existing != spec_json:
-        changed = sorted(k for k in set(existing) | set(spec_json) if existing.get(k) != spec_json.get(k))
+    # Only what decides the trained weights must match; a new description or measure setting
+    # applies to the zoo as it is.
+    changed = sorted(k for k in TRAINING_FIELDS if existing is not None and existing.get(k) != spec_json.get(k))
+    if changed:
         raise SpecError(
             f"{zoo.root / 'population.json'}: the zoo was trained from a different '{spec.name}' spec "
             f"(differs in: {', '.join(changed)}); use another --runs-dir or move the old zoo away"

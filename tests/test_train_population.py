@@ -86,6 +86,9 @@ def test_altered_checkpoint_refused_when_loading(tmp_path):
 def test_changed_spec_is_refused_before_training(tmp_path, capsys):
     path = write_tiny(tmp_path, epochs=1)
     assert main(["train", str(path), "--runs-dir", str(tmp_path / "runs"), "--limit", "1"]) == 0
+    # A new description or measure setting does not change the trained models: accepted.
+    path.write_text(TINY.format(epochs=1).replace("for tests", "for tests, renamed") + "\n[measure_settings.c3]\nk = 3\n")
+    assert main(["train", str(path), "--runs-dir", str(tmp_path / "runs"), "--limit", "0"]) == 0
     path.write_text(TINY.format(epochs=2))
     assert main(["train", str(path), "--runs-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
