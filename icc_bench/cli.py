@@ -23,7 +23,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(stderr=False)
+# Leaderboards are wide: when the output is not a terminal (a log, a pipe), render at 160 columns
+# rather than rich's default 80, which would fold every number.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 DEFAULT_RUNS = "runs"
