@@ -69,22 +69,15 @@ def cmd_populations(args: argparse.Namespace) -> int:
 
 
 # -- train ---------------------------------------------------------------------------------------
-class TrainProgress:
-    """Rich progress: models done of total (with elapsed/remaining), and the current model's epochs."""
+class _RichProgress:
+    """A rich Progress with the columns every command shows: what, bar, done of total, elapsed,
+    remaining, and a free-text ``info`` field."""
 
     def __init__(self, console: Console):
         self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=console,
-            transient=False,
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
         )
-        self.models_task = None
-        self.epoch_task = None
 
     def __enter__(self):
         self.progress.__enter__()
@@ -92,6 +85,10 @@ class TrainProgress:
 
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)
+
+
+class TrainProgress(_RichProgress):
+    """Models done of total (with elapsed/remaining), and the current model's epochs."""
 
     def start(self, total: int, done: int) -> None:
         self.models_task = self.progress.add_task("models", total=total, completed=done, info="")
@@ -171,22 +168,8 @@ def cmd_measures(args: argparse.Namespace) -> int:
 
 
 # -- evaluate ------------------------------------------------------------------------------------
-class EvaluateProgress:
+class EvaluateProgress(_RichProgress):
     """Rich progress over models x measures."""
-
-    def __init__(self, console: Console):
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
-        )
-        self.task = None
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
 
     def start(self, total: int, done: int) -> None:
         self.task = self.progress.add_task("measures", total=total, completed=done, info="")
