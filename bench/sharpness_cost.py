@@ -43,7 +43,7 @@ from icc_sharpness.perturb import (
     sigma_prime,
     uniform_starts,
 )
-from icc_sharpness.search import bisect_deviation
+from icc_sharpness.search import search_scale
 from icc_sharpness.settings import RandomPerturbationSettings, SharpnessSearchSettings, WorstCasePerturbationSettings
 
 SEED = 0
@@ -125,14 +125,7 @@ class LoopEvaluator:
 def loop_search(evaluator: LoopEvaluator, settings: SharpnessSearchSettings, accuracy_at: Callable[[float], float]):
     evaluator.load(evaluator.weights)
     reference = evaluator.accuracy()
-    return bisect_deviation(
-        lambda scale: reference - accuracy_at(scale),
-        target=settings.target_deviation,
-        tolerance=settings.tolerance,
-        low=settings.search_low,
-        high=settings.search_high,
-        max_steps=settings.max_steps,
-    )
+    return search_scale(lambda scale: reference - accuracy_at(scale), settings)
 
 
 def loop_sigma_prime(model, x, y, settings: RandomPerturbationSettings, generator) -> tuple[float, PassCount]:

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from icc_sharpness.search import SearchResult, bisect_deviation
+from icc_sharpness.search import SearchResult, search_scale
 from icc_sharpness.settings import (
     RandomPerturbationSettings,
     SharpnessSearchSettings,
@@ -297,14 +297,7 @@ def worst_case_perturbation(
 
 def _bisect(evaluator: PerturbedEvaluator, settings: SharpnessSearchSettings, accuracy_at) -> tuple[float, SearchResult]:
     reference = evaluator.unperturbed_accuracy()
-    search = bisect_deviation(
-        lambda scale: reference - accuracy_at(scale),
-        target=settings.target_deviation,
-        tolerance=settings.tolerance,
-        low=settings.search_low,
-        high=settings.search_high,
-        max_steps=settings.max_steps,
-    )
+    search = search_scale(lambda scale: reference - accuracy_at(scale), settings)
     return reference, search
 
 

@@ -98,3 +98,17 @@ def bisect_deviation(
         else:
             high = mid
     return SearchResult(value=0.5 * (low + high), converged=False, evaluations=len(trace), trace=tuple(trace))
+
+
+def search_scale(drop_at: Callable[[float], float], settings) -> SearchResult:
+    """:func:`bisect_deviation` with the target, tolerance, range and steps of a
+    ``SharpnessSearchSettings``: the one search every sharpness measure (and its benchmark
+    reference) runs."""
+    return bisect_deviation(
+        drop_at,
+        target=settings.target_deviation,
+        tolerance=settings.tolerance,
+        low=settings.search_low,
+        high=settings.search_high,
+        max_steps=settings.max_steps,
+    )
