@@ -102,6 +102,7 @@ class JobResult:
     record: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
     snapshots: dict[int, dict[str, torch.Tensor]]
+    predictions: dict[str, tuple[torch.Tensor, torch.Tensor]]  # split -> (predicted, labels), int16
 
 
 def run_job(job: TrainJob, *, data_dir: str | Path | None, device: str | None, on_epoch: Callable | None = None) -> JobResult:
@@ -130,6 +131,7 @@ def run_job(job: TrainJob, *, data_dir: str | Path | None, device: str | None, o
         "train_loss": result.train_loss,
         "test_accuracy": result.test_accuracy,
         "test_loss": result.test_loss,
+        **({"heldout_accuracy": result.heldout_accuracy} if result.heldout_accuracy is not None else {}),
         "epochs_run": result.epochs_run,
         "reached_loss_stop": result.reached_loss_stop,
         "train_seconds": round(result.seconds, 3),
@@ -138,7 +140,7 @@ def run_job(job: TrainJob, *, data_dir: str | Path | None, device: str | None, o
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
     }
-    return JobResult(job, record, result.state_dict, result.snapshots)
+    return JobResult(job, record, result.state_dict, result.snapshots, result.predictions)
 
 
 # -- the driver -----------------------------------------------------------------------------------
@@ -204,7 +206,7 @@ def train_population(
     started = time.perf_counter()
     trained = 0
     for result in executor.train(todo, data_dir=data_dir, device=device, progress=progress):
-        zoo.write_model(result.record, result.state_dict, result.snapshots)
+        zoo.write_model(result.record, result.state_dict, result.snapshots, result.predictions)
         trained += 1
         if progress is not None:
             progress.model_done(result.job, result.record)

@@ -15,7 +15,10 @@ everything is float32 and a seed gives the same model bit for bit.
 
 The final accuracies and losses of the record are measured after training, in eval mode, on the
 whole (unaugmented) training and test sets; the per-epoch curve keeps the running training
-loss/accuracy of each epoch (train mode, as frameworks report them) and the test accuracy.
+loss/accuracy of each epoch (train mode, as frameworks report them) and the test accuracy. The same
+final pass keeps the predicted class of every test image (and of every held-out image, where the
+dataset has that split): the scores' bootstrap resamples test images through them, and the
+`oracle_heldout` reference row reads the held-out accuracy.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ class TrainResult:
     seconds: float
     layers: int  # conv + linear layers: the paper's depth count
     snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)  # epoch -> CPU state_dict
+    # Split name ("test", "heldout") -> (predicted classes, true labels), both (n,) int16 on the CPU.
+    predictions: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    heldout_accuracy: float | None = None
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -88,24 +94,55 @@ def make_optimizer(model: nn.Module, hp: HyperParams) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on (x, y), in eval mode (mode restored after)."""
+def evaluate_with_predictions(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = EVAL_BATCH
+) -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy, accuracy and predicted classes of ``model`` on (x, y), in eval mode
+    (mode restored after). The predictions are (n,) int16 on the CPU: compact, and every dataset
+    here has far fewer than 32,768 classes."""
     was_training = model.training
     model.eval()
     device = x.device
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    predicted = []
     try:
         for start in range(0, len(x), batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             with _autocast(device):
                 logits = model(_to_memory_format(xb))
             loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").double()
-            correct += (logits.argmax(1) == yb).sum()
+            predicted.append(logits.argmax(1))
     finally:
         model.train(was_training)
+    predictions = torch.cat(predicted) if predicted else torch.zeros(0, dtype=torch.int64, device=device)
     n = max(len(x), 1)
-    return float(loss_sum) / n, int(correct) / n
+    return float(loss_sum) / n, int((predictions == y).sum()) / n, predictions.to("cpu", torch.int16)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on (x, y), in eval mode (mode restored after)."""
+    loss, accuracy, _ = evaluate_with_predictions(model, x, y, batch_size=batch_size)
+    return loss, accuracy
+
+
+def final_predictions(model: nn.Module, data: ImageDataset) -> tuple[dict[str, float], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """The record's final metrics of a trained model, and its predictions per split.
+
+    Returns ``(metrics, predictions)``: metrics has ``train_loss``, ``train_accuracy``,
+    ``test_loss``, ``test_accuracy`` and, where the dataset has a held-out split,
+    ``heldout_accuracy``; predictions maps "test" (and "heldout") to (predicted classes, labels),
+    both (n,) int16 on the CPU. Every path that trains a model ends here, so every record is
+    measured the same way.
+    """
+    train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
+    test_loss, test_acc, test_pred = evaluate_with_predictions(model, data.x_test, data.y_test)
+    metrics = {"train_loss": train_loss, "train_accuracy": train_acc, "test_loss": test_loss, "test_accuracy": test_acc}
+    predictions = {"test": (test_pred, data.y_test.to("cpu", torch.int16))}
+    if data.x_heldout is not None:
+        _, heldout_acc, heldout_pred = evaluate_with_predictions(model, data.x_heldout, data.y_heldout)
+        metrics["heldout_accuracy"] = heldout_acc
+        predictions["heldout"] = (heldout_pred, data.y_heldout.to("cpu", torch.int16))
+    return metrics, predictions
 
 
 def _to_memory_format(x: torch.Tensor) -> torch.Tensor:
@@ -179,15 +216,16 @@ def train_model(
             reached_stop = True
             break
 
-    train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
-    test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+    metrics, predictions = final_predictions(model, data)
     return TrainResult(
         state_dict=_cpu_state(model),
         curve=curve,
-        train_loss=train_loss,
-        train_accuracy=train_acc,
-        test_loss=test_loss,
-        test_accuracy=test_acc,
+        train_loss=metrics["train_loss"],
+        train_accuracy=metrics["train_accuracy"],
+        test_loss=metrics["test_loss"],
+        test_accuracy=metrics["test_accuracy"],
+        heldout_accuracy=metrics.get("heldout_accuracy"),
+        predictions=predictions,
         epochs_run=len(curve),
         reached_loss_stop=reached_stop,
         seconds=time.perf_counter() - started,

@@ -6,6 +6,8 @@ Layout of ``<runs>/<population>/``::
     models/<model_id>.safetensors   final weights (never pickle)
     models/<model_id>.json          the record: hyperparameters, curve, metrics, sha256, versions
     models/<model_id>@<epoch>.safetensors   optional snapshots (``save_epochs``), listed in the record
+    models/<model_id>.predictions.safetensors   predicted class and label of every test (and held-out)
+                                    image, int16, listed in the record with its sha256
 
 Every file is written to a temporary name in the same folder and renamed into place, and the record
 is written last: a record on disk means its checkpoints are whole. A killed run therefore leaves
@@ -112,6 +114,9 @@ class Zoo:
         suffix = "" if epoch is None else f"@{epoch}"
         return self.models_dir / f"{model_id}{suffix}.safetensors"
 
+    def predictions_path(self, model_id: str) -> Path:
+        return self.models_dir / f"{model_id}.predictions.safetensors"
+
     # -- writing -------------------------------------------------------------------------------
     def write_spec(self, spec_json: dict[str, Any]) -> None:
         atomic_write_json(self.root / "population.json", spec_json)
@@ -121,8 +126,14 @@ class Zoo:
         record: dict[str, Any],
         state_dict: dict[str, torch.Tensor],
         snapshots: dict[int, dict[str, torch.Tensor]] | None = None,
+        predictions: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> dict[str, Any]:
-        """Write checkpoints, then the record (with their sha256); return the record written."""
+        """Write checkpoints (and the predictions file, when given), then the record with their
+        sha256; return the record written.
+
+        ``predictions`` maps a split ("test", "heldout") to (predicted classes, labels), each (n,)
+        int16: the file stores them as ``<split>`` and ``<split>_labels``.
+        """
         model_id = record["model_id"]
         # One metadata key only: safetensors writes its metadata map in hash order, so several keys
         # would make identical weights hash differently from one save to the next.
@@ -141,6 +152,19 @@ class Zoo:
             }
             for epoch, sd in sorted((snapshots or {}).items())
         }
+        if predictions:
+            tensors = {}
+            for split, (predicted, labels) in sorted(predictions.items()):
+                tensors[split] = predicted.to("cpu", torch.int16)
+                tensors[f"{split}_labels"] = labels.to("cpu", torch.int16)
+            record["predictions"] = {
+                "file": self.predictions_path(model_id).name,
+                "sha256": _atomic_save_tensors(
+                    self.predictions_path(model_id), tensors,
+                    {"icc_bench": json.dumps({"model_id": model_id, "format": "predictions"})},
+                ),
+                "splits": {split: int(predicted.numel()) for split, (predicted, _) in sorted(predictions.items())},
+            }
         record.setdefault("versions", versions())
         atomic_write_json(self.record_path(model_id), record)
         return record
@@ -199,6 +223,25 @@ class Zoo:
                 f"{self.record_path(model_id)} and the checkpoint to retrain it"
             )
         return path
+
+    def read_predictions(self, model_id: str) -> dict[str, tuple[Any, Any]] | None:
+        """The verified predictions of a model: split -> (predicted classes, labels) as int16 numpy
+        arrays; None when the record has none (a zoo trained before they were kept, or imported)."""
+        record = self.read_record(model_id)
+        entry = record.get("predictions")
+        if not entry:
+            return None
+        path = self.models_dir / entry["file"]
+        if not path.is_file():
+            raise ZooError(f"{path}: predictions file missing although its record lists it; delete {self.record_path(model_id)} to retrain that model")
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise ZooError(
+                f"{path}: predictions do not match the sha256 in their record (expected {entry['sha256'][:12]}..., "
+                f"found {actual[:12]}...); they were altered or corrupted: delete {self.record_path(model_id)} to retrain that model"
+            )
+        tensors = load_file(path)
+        return {split: (tensors[split].numpy(), tensors[f"{split}_labels"].numpy()) for split in entry["splits"]}
 
     def load_state_dict(self, model_id: str, epoch: int | None = None, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """The verified weights of a model (or of one of its snapshots)."""

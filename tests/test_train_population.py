@@ -68,6 +68,13 @@ def test_training_is_deterministic_on_cpu_and_records_are_complete(tmp_path):
 
     data = load_job_dataset(spec.dataset, None)
     assert evaluate(model, data.x_test, data.y_test)[1] == pytest.approx(record["test_accuracy"])
+    # The record's predictions are the reloaded model's, and give back its test accuracy.
+    from icc_bench.train import evaluate_with_predictions
+
+    predicted, labels = Zoo(tmp_path / "a" / "tiny").read_predictions(record["model_id"])["test"]
+    assert labels.tolist() == data.y_test.tolist()
+    assert predicted.tolist() == evaluate_with_predictions(model, data.x_test, data.y_test)[2].tolist()
+    assert (predicted == labels).mean() == pytest.approx(record["test_accuracy"])
 
 
 def test_altered_checkpoint_refused_when_loading(tmp_path):

@@ -70,3 +70,22 @@ def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
         atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_predictions_roundtrip_and_tamper(tmp_path):
+    zoo = Zoo(tmp_path / "pop")
+    predicted = torch.tensor([0, 2, 1, 1], dtype=torch.int16)
+    labels = torch.tensor([0, 1, 1, 1], dtype=torch.int16)
+    record = zoo.write_model({"model_id": "m0"}, _state(0), predictions={"test": (predicted, labels)})
+    assert record["predictions"]["splits"] == {"test": 4}
+    read = zoo.read_predictions("m0")
+    assert read["test"][0].tolist() == [0, 2, 1, 1] and read["test"][1].tolist() == [0, 1, 1, 1]
+    # A zoo without predictions (trained before they were kept, or imported) reads as None.
+    zoo.write_model({"model_id": "m1"}, _state(1))
+    assert zoo.read_predictions("m1") is None
+    path = zoo.predictions_path("m0")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ZooError, match="predictions do not match the sha256"):
+        zoo.read_predictions("m0")

@@ -54,6 +54,10 @@ class ImageDataset:
     fine_test: Tensor | None = None  # (M,) int64
     fine_to_coarse: Tensor | None = None  # (num_fine,) int64 superclass of each subclass
     class_names: list[str] | None = None  # one name per trained class (superclasses when hierarchical)
+    # An independent held-out split drawn like the test set (only datasets that can draw one; CIFAR
+    # has no third split): the `oracle_heldout` reference row scores each model's accuracy on it.
+    x_heldout: Tensor | None = None  # (K, C, H, W) float32, normalized with the training set's statistics
+    y_heldout: Tensor | None = None  # (K,) int64
 
     @property
     def hierarchical(self) -> bool:
@@ -83,6 +87,8 @@ class ImageDataset:
             fine_train=move(self.fine_train),
             fine_test=move(self.fine_test),
             fine_to_coarse=move(self.fine_to_coarse),
+            x_heldout=move(self.x_heldout),
+            y_heldout=move(self.y_heldout),
         )
 
 
@@ -207,7 +213,12 @@ def _check_built(name: str, ds: ImageDataset) -> None:
     def fail(problem: str) -> None:
         raise DataError(f"Dataset {name!r}: its builder returned {problem}; fix the builder.")
 
-    for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
+    if (ds.x_heldout is None) != (ds.y_heldout is None):
+        fail("only one of x_heldout, y_heldout (give both or neither)")
+    splits = [("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)]
+    if ds.x_heldout is not None:
+        splits.append(("heldout", ds.x_heldout, ds.y_heldout))
+    for split, x, y in splits:
         if x.dtype != torch.float32 or x.ndim != 4:
             fail(f"x_{split} of dtype {x.dtype} and shape {tuple(x.shape)}, not float32 (N, C, H, W)")
         if y.dtype != torch.int64 or y.shape != (x.shape[0],):
@@ -216,8 +227,9 @@ def _check_built(name: str, ds: ImageDataset) -> None:
             fail(f"an empty {split} set")
         if int(y.min()) < 0 or int(y.max()) >= ds.num_classes:
             fail(f"y_{split} labels outside [0, {ds.num_classes})")
-    if ds.x_train.shape[1:] != ds.x_test.shape[1:]:
-        fail(f"train images of shape {tuple(ds.x_train.shape[1:])} but test images of {tuple(ds.x_test.shape[1:])}")
+    for split, x, _ in splits[1:]:
+        if x.shape[1:] != ds.x_train.shape[1:]:
+            fail(f"train images of shape {tuple(ds.x_train.shape[1:])} but {split} images of {tuple(x.shape[1:])}")
     fine_fields = (ds.fine_train, ds.fine_test, ds.fine_to_coarse)
     if any(t is None for t in fine_fields) and not all(t is None for t in fine_fields):
         fail("only some of fine_train, fine_test, fine_to_coarse (give all three or none)")
@@ -304,4 +316,5 @@ def _normalize(ds: ImageDataset) -> ImageDataset:
     # A constant channel has std 0: centre it and leave its scale alone rather than divide by 0.
     std = torch.where(std > 0, std, torch.ones_like(std))
     mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
-    return dataclasses.replace(ds, x_train=(ds.x_train - mean) / std, x_test=(ds.x_test - mean) / std)
+    heldout = None if ds.x_heldout is None else (ds.x_heldout - mean) / std
+    return dataclasses.replace(ds, x_train=(ds.x_train - mean) / std, x_test=(ds.x_test - mean) / std, x_heldout=heldout)
