@@ -216,7 +216,8 @@ def _write_and_show(lb, out_dir: Path, stem: str) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from icc_bench.evaluate import evaluate_zoo, score_zoo
+    from icc_bench.evaluate import evaluate_zoo
+    from icc_bench.scores import score_zoo
     from icc_bench.executors import make_executor
     from icc_bench.population import train_population
     from icc_bench.zoo import Zoo
@@ -246,13 +247,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         + (f", {stats.not_applicable} not applicable" if stats.not_applicable else "")
         + f" ({stats.seconds:.0f} s)"
     )
-    lb = score_zoo(zoo, measures, target=args.target_metric, kendall=args.kendall, command=_command_line(args), seed=args.seed)
+    lb = score_zoo(zoo, measures, **_scoring_options(args))
     _write_and_show(lb, Path(args.out) if args.out else zoo.root, lb.population)
     return 0
 
 
+def _scoring_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``score_zoo`` that the scoring options set (bad values are one sentence)."""
+    from icc_bench.uncertainty import BootstrapSettings
+
+    try:
+        bootstrap = BootstrapSettings(draws=args.bootstrap, level=args.ci, seed=args.seed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return {"target": args.target_metric, "kendall": args.kendall, "command": _command_line(args), "seed": args.seed,
+            "bootstrap": bootstrap, "show_sign_error": "sign-error" in args.score}
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from icc_bench.evaluate import result_hash, score_zoo, store_for
+    from icc_bench.evaluate import result_hash, store_for
+    from icc_bench.scores import score_zoo
 
     spec, zoo = _resolve_target(args.zoo)
     if zoo is None:
@@ -264,7 +278,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     measures = [m for m in measures if (m.name, result_hash(m, args.seed)) in stored]
     if not measures:
         raise UserError(f"{zoo.root}: the results store holds no values of the selected measures; run `icc-bench evaluate {zoo.root}` first")
-    lb = score_zoo(zoo, measures, target=args.target_metric, kendall=args.kendall, command=_command_line(args), seed=args.seed)
+    lb = score_zoo(zoo, measures, **_scoring_options(args))
     _write_and_show(lb, Path(args.out) if args.out else zoo.root, lb.population)
     return 0
 
@@ -338,6 +352,9 @@ def _add_scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", dest="target_metric", choices=("test_accuracy", "generalization_gap"), default="test_accuracy", help="what the measures should predict (default: test_accuracy)")
     p.add_argument("--kendall", choices=("tau_a", "tau_b"), default="tau_a", help="Kendall variant (default: tau_a)")
     p.add_argument("--out", default=None, help="folder for the leaderboard files (default: the zoo folder)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap draws for the intervals; 0 switches them off (default 1000)")
+    p.add_argument("--ci", type=float, default=0.9, metavar="LEVEL", help="coverage of the intervals and level of 'not distinguishable' (default 0.9)")
+    p.add_argument("--score", action="append", default=[], choices=("sign-error",), help="extra leaderboard columns: sign-error (robust and mean; always in the JSON)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,26 +14,21 @@ module name, so pickling its function (by reference, as cloudpickle does for any
 fails in any other process. ``measure_model`` loads the plugins itself and looks the measures up
 by name, in this process as on a Ray worker.
 
-``score_zoo`` then reads the store and scores each measure with granulated Kendall and CMI against
-the chosen target; it computes nothing, which is what ``icc-bench leaderboard`` relies on.
+Scoring the stored values is :mod:`icc_bench.scores`' job.
 """
 
 from __future__ import annotations
 
-import math
 import time
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 
-from icc_bench.config import AXES, COMPOSITE_AXES, DatasetSpec, HyperParams
+from icc_bench.config import DatasetSpec, HyperParams
 from icc_bench.measure import InvalidSettingsError, Measure, MeasureContext, NotApplicable, compute_measure
 from icc_bench.store import ResultStore
 from icc_bench.zoo import Zoo
@@ -293,136 +288,3 @@ def compute_and_store(store: ResultStore, ctx: MeasureContext, measure: Measure,
     value = compute_value(ctx, measure, model_id=model_id, checkpoint_sha256=checkpoint_sha256, seed=seed)
     store.put(**asdict(value))
     return value.status
-
-
-# -- scoring -------------------------------------------------------------------------------------
-def records_frame(zoo: Zoo) -> pd.DataFrame:
-    """One row per model: id, sha256, seed, accuracies, the eight axes and any axes beyond them."""
-    rows = []
-    for r in zoo.records():
-        hp = HyperParams.model_validate(r["hyperparams"])
-        rows.append(
-            {
-                "model_id": r["model_id"],
-                "checkpoint_sha256": r["checkpoint_sha256"],
-                "seed": r.get("seed", 0),
-                "train_accuracy": r["train_accuracy"],
-                "test_accuracy": r["test_accuracy"],
-                **hp.axis_values(),
-                **r.get("extra_hyperparams", {}),  # imported zoos: axes beyond the eight (icc_bench.importer)
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def scoring_axes(zoo: Zoo) -> list[str]:
-    """The axes a zoo is scored on: the records' ``axes`` (an imported zoo declares its own), else
-    the eight of SPEC §4. Every record of a zoo must agree."""
-    from icc_bench.zoo import ZooError
-
-    declared = {tuple(r.get("axes", AXES)) for r in zoo.records()}
-    if len(declared) > 1:
-        listed = " / ".join(", ".join(axes) for axes in sorted(declared))
-        raise ZooError(f"{zoo.root}: the records declare different axes ({listed}); import them again as one population")
-    return list(declared.pop()) if declared else list(AXES)
-
-
-def composite_axes(axes: Sequence[str]) -> tuple[tuple[str, ...], ...]:
-    """CMI's composite axes for ``axes``: the paper's, cut down to ``axes``, then each axis beyond
-    the eight as a composite of its own (CMI then assumes it varies independently of the others)."""
-    paper = (tuple(a for a in composite if a in axes) for composite in COMPOSITE_AXES)
-    return tuple(c for c in paper if c) + tuple((a,) for a in axes if a not in AXES)
-
-
-def measure_values(store: ResultStore, models: pd.DataFrame, measure: Measure, seed: int = 0) -> tuple[np.ndarray, list[tuple[str, str]], str | None]:
-    """Values of one measure aligned with ``models`` (nan where missing or failed), its errors, and
-    the not-applicable reason when it applies to no model."""
-    by_key = {
-        (r.model_id, r.checkpoint_sha256): r
-        for r in store.results([(measure.name, result_hash(measure, seed))])
-    }
-    values = np.full(len(models), math.nan)
-    errors: list[tuple[str, str]] = []
-    reasons = []
-    for i, (model_id, sha) in enumerate(zip(models["model_id"], models["checkpoint_sha256"])):
-        r = by_key.get((model_id, sha))
-        if r is None:
-            continue
-        if r.status == "ok":
-            values[i] = r.value
-        elif r.status == "error":
-            errors.append((model_id, r.error or ""))
-        else:
-            reasons.append(r.error or "not applicable")
-    not_applicable = reasons[0] if reasons and len(reasons) == len(models) else None
-    return values, errors, not_applicable
-
-
-def score_zoo(
-    zoo: Zoo,
-    measures: Sequence[Measure],
-    *,
-    target: str = "test_accuracy",
-    kendall: str = "tau_a",
-    command: str = "",
-    seed: int = 0,
-):
-    """Build the leaderboard of ``measures`` on ``zoo`` from the store (computes no measure)."""
-    from icc_bench import __version__
-    from icc_bench.leaderboard import Leaderboard, MeasureRow, Point
-    from icc_bench.scoring import conditional_mutual_information, granulated_kendall, target_values
-
-    models = records_frame(zoo)
-    if models.empty:
-        from icc_bench.zoo import ZooError
-
-        raise ZooError(f"{zoo.root}: the zoo holds no model records; train or import models first")
-    y = target_values(models, target)
-    axes = scoring_axes(zoo)
-    composites = composite_axes(axes)
-    hparams = models[axes]
-    shown = models[list(dict.fromkeys([*AXES, *axes]))]  # the scatter plots may colour by any hyperparameter
-    rows, points = [], {}
-    with store_for(zoo) as store:
-        for m in measures:
-            values, errors, not_applicable = measure_values(store, models, m, seed)
-            if not_applicable is None and np.isfinite(values).sum() >= 2:
-                gk = granulated_kendall(values, y, hparams, axes=tuple(axes), variant=kendall, higher_is_better=m.higher_is_better)
-                cmi_score = math.nan  # CMI conditions on pairs of composite axes: none with fewer than two
-                if len(composites) >= 2:
-                    cmi_score = conditional_mutual_information(
-                        values, y, hparams, composite_axes=composites, higher_is_better=m.higher_is_better
-                    ).score
-                per_axis, groups, total, dropped = gk.per_axis, gk.groups, gk.total, gk.n_nan_dropped
-            else:
-                per_axis = {a: math.nan for a in axes}
-                groups = {a: 0 for a in axes}
-                total = cmi_score = math.nan
-                dropped = int((~np.isfinite(values)).sum())
-            plugin = m.plugin.label if m.plugin else ""
-            rows.append(
-                MeasureRow(
-                    measure=m.name, label=getattr(m, "label", "") or m.name, family=m.family,
-                    higher_is_better=m.higher_is_better, settings=m.settings.model_dump(mode="json"),
-                    settings_hash=m.settings_hash, plugin=plugin, per_axis=dict(per_axis), groups=dict(groups),
-                    total=total, cmi=cmi_score, n_models=int(np.isfinite(values).sum()), n_nan_dropped=dropped,
-                    errors=errors, not_applicable=not_applicable,
-                )
-            )
-            points[m.name] = [
-                Point(model_id=mid, value=None if not np.isfinite(v) else float(v), target=float(t), hyperparams=hp)
-                for mid, v, t, hp in zip(models["model_id"], values, y, shown.to_dict("records"))
-            ]
-    spec = zoo.read_spec() or {}
-    notes = []
-    if spec:
-        notes.append(f"dataset: {spec['dataset']['name']} {spec['dataset'].get('options') or ''}".strip())
-        notes.append(f"architecture: {spec['architecture']['name']} (base width {spec['architecture'].get('base_width')})")
-        if "schedule" in spec:  # an imported zoo does not know how its models were trained
-            notes.append(f"schedule: {spec['schedule']['epochs']} epochs")
-    return Leaderboard(
-        population=spec.get("name", zoo.root.name), zoo=str(zoo.root), target=target, kendall=kendall,
-        icc_bench_version=__version__, command=command,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        n_models=len(models), axes=axes, rows=rows, points=points, notes=notes,
-    )

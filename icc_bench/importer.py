@@ -731,7 +731,7 @@ def write_import(
     """Write the zoo of a validated plan into a hidden folder beside ``zoo_dir``, and rename it into
     place once whole. Returns the records written."""
     from icc_bench.population import load_job_dataset
-    from icc_bench.train import evaluate, resolve_device
+    from icc_bench.train import final_predictions, resolve_device
     from icc_bench.zoo import Zoo, sha256_file
 
     zoo_dir = Path(zoo_dir)
@@ -760,13 +760,12 @@ def write_import(
             model.load_state_dict(state_dict)
             metrics = {"train_accuracy": m.train_accuracy, "test_accuracy": m.test_accuracy,
                        "train_loss": None, "test_loss": None}
-            if measure_accuracy:
-                model.to(dev)
-                metrics["train_loss"], metrics["train_accuracy"] = evaluate(model, data.x_train, data.y_train)
-                metrics["test_loss"], metrics["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
+            predictions = None
+            if measure_accuracy:  # measured exactly as training measures its models, predictions included
+                metrics, predictions = final_predictions(model.to(dev), data)
             record = _record(plan, m, dataset, model.cpu(), metrics, created, f"measured by icc-bench on {dev}"
                              if measure_accuracy else "from the manifest")
-            records.append(zoo.write_model(record, state_dict))
+            records.append(zoo.write_model(record, state_dict, predictions=predictions))
         os.replace(staging, zoo_dir)  # replaces an empty folder; plan_import refused a non-empty one
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -793,6 +792,7 @@ def _record(plan: ImportPlan, m: PlannedModel, dataset, model: nn.Module, metric
         "layers": count_layers(model), "parameters": parameters, "status": "complete",
         "train_accuracy": metrics["train_accuracy"], "train_loss": metrics["train_loss"],
         "test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"],
+        **({"heldout_accuracy": metrics["heldout_accuracy"]} if "heldout_accuracy" in metrics else {}),
         "epochs_run": None, "reached_loss_stop": None, "train_seconds": None, "device": None, "curve": [],
         "created": created, "versions": versions(),
         # Beyond run_job's keys: what scoring and loading need, and where the model came from.

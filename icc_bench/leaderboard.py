@@ -12,14 +12,18 @@ and fills a :class:`Leaderboard`; everything here turns that object into
 
 Every rendering carries its provenance (population, zoo, target, Kendall variant, icc-bench version,
 measures with their settings) and the command that regenerates it, so that a leaderboard file is
-never edited by hand. The JSON is the record: ``icc-bench leaderboard`` re-renders every other
-format from it without computing anything.
+never edited by hand. The JSON holds everything shown and reads back with :func:`from_json`;
+``icc-bench leaderboard`` re-scores from the results store (:mod:`icc_bench.scores`), computing no
+measure.
 
-Conventions shared by every format: numbers with two decimals, NaN (an axis with no group, a
-measure with no value) as "–"; the best value of each column, compared at the displayed precision
-so that equal-looking cells are marked alike, in bold; a measure that failed on some models gets a
-numbered footnote listing them; a measure that does not apply to the population shows the reason
-and no numbers.
+Conventions shared by every format: every file opens with the verdict (:mod:`icc_bench.verdict`);
+numbers with two decimals, each score followed by its bootstrap interval in brackets (CSV: columns
+``<key>_lo`` and ``<key>_hi``), NaN (an axis with no group, a measure with no value) as "–"; in bold,
+per column, the best value and every measure not distinguishable from it (:mod:`icc_bench.scores`;
+reference rows are never marked); the reference rows in their own family; a measure that failed on
+some models gets a numbered footnote listing them; a measure that does not apply to the population
+shows the reason and no numbers; the paired comparisons of Psi as a matrix below the table; the
+sign-error columns when asked for (always in the JSON).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ if TYPE_CHECKING:
 
 #: Identifies a leaderboard JSON file; bump the version when a field changes meaning.
 JSON_FORMAT = "icc-bench-leaderboard"
-JSON_VERSION = 1
+JSON_VERSION = 2
 
 #: Column headers of the eight axes, as in the paper's tables.
 SHORT_AXIS_NAMES: dict[str, str] = {
@@ -62,7 +66,7 @@ _NAN_TEXT = "–"
 _MAX_CATEGORIES = 10  # a numeric hyperparameter with more distinct values gets a colour scale
 
 HOW_TO_READ = (
-    "Each number but CMI is a granulated Kendall rank correlation (Jiang et al. 2020) between a measure and "
+    "Each number but CMI and the sign-errors is a granulated Kendall rank correlation (Jiang et al. 2020) between a measure and "
     "the generalization target, in [-1, 1]. Positive means the measure ranks the models the right "
     "way round: a measure where higher predicts worse generalization (sharpness) is negated first. "
     "ψ of an axis (columns lr ... depth) is the mean Kendall tau over the groups of models that differ "
@@ -70,8 +74,21 @@ HOW_TO_READ = (
     "conditional mutual information of the PGDL competition (Jiang et al. 2020): the normalized mutual "
     "information between the signs of measure and target differences, conditioned on a pair of "
     "composite hyperparameter axes, minimised over the pairs; in [0, 1], blind to the sign of the "
-    "measure. The best value of each column is in bold; – marks an axis with no group or a "
-    "measure with no value."
+    "measure. "
+    "Brackets: the percentile bootstrap interval (B draws, the level in the provenance). Each draw resamples, jointly, the groups "
+    "of each axis (a configuration's seeds stay together) and the test images (the same images for every model, the target "
+    "recomputed from each model's stored test predictions), so the target's sampling noise is inside the interval; CMI's interval "
+    "resamples the test images only. Every row sees the same draws, so rows compare pairwise: the matrix below the table gives the "
+    "fraction of draws in which the row's Ψ exceeds the column's, and two rows are not distinguishable at level L when that "
+    "fraction lies strictly between (1-L)/2 and (1+L)/2. Bold: per column, the best measure and every measure not "
+    "distinguishable from it. Reference rows (never bold) show what the target's noise allows: oracle + N(0, s²) is the "
+    "target plus seeded Gaussian noise of std s (Jiang et al. 2020), oracle (held-out) is each model's accuracy on an independent "
+    "held-out split (only where the dataset can draw one: not CIFAR), random a seeded uniform number per model (the floor; its "
+    "interval should contain 0). Sign-error (Dziugaite et al. 2020; lower is better): over pairs of configurations that differ "
+    "in one axis, the weighted share of seed pairs the measure orders against the target, each pair weighted by the noise filter "
+    "(ψ - 1/2)+ with ψ = max(0, 1 - 2 exp(-2n(|Δg|/2)²))², n the test images; robust = the worst such environment, mean = their "
+    "mean; environments with an effective sample size below the threshold (12 with repeated seeds, 1 with one seed) are left out. "
+    "– marks an axis with no group or a measure with no value."
 )
 
 
@@ -102,6 +119,9 @@ class MeasureRow:
     n_nan_dropped: int
     errors: list[tuple[str, str]] = field(default_factory=list)
     not_applicable: str | None = None
+    intervals: dict[str, list[float]] = field(default_factory=dict)  # column key -> [lo, hi]; empty without a bootstrap
+    reference: bool = False  # a reference row (oracle, random): shown in its own family, never best
+    sign_error: dict[str, Any] | None = None  # icc_bench.sign_error.SignError as a dict; None without predictions
 
 
 @dataclass
@@ -144,6 +164,11 @@ class Leaderboard:
     rows: list[MeasureRow]
     points: dict[str, list[Point]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    bootstrap: dict[str, Any] = field(default_factory=lambda: {"draws": 0, "level": 0.9, "seed": 0, "resampled": "off"})
+    paired: dict[str, dict[str, float]] = field(default_factory=dict)  # P(Ψ of row > Ψ of column) over the draws
+    best: dict[str, list[str]] = field(default_factory=dict)  # column key -> measures marked best
+    verdict: list[str] = field(default_factory=list)
+    show_sign_error: bool = False
 
     def __post_init__(self) -> None:
         if self.target not in _TARGET_LABELS:
@@ -228,6 +253,9 @@ def from_json(text: str) -> Leaderboard:
                 n_nan_dropped=int(r["n_nan_dropped"]),
                 errors=[(str(model_id), str(message)) for model_id, message in r["errors"]],
                 not_applicable=r["not_applicable"],
+                intervals={key: [_float(lo), _float(hi)] for key, (lo, hi) in r["intervals"].items()},
+                reference=bool(r["reference"]),
+                sign_error=r["sign_error"],
             )
             for r in data["rows"]
         ]
@@ -241,7 +269,10 @@ def from_json(text: str) -> Leaderboard:
         scalars = ("population", "zoo", "target", "kendall", "icc_bench_version", "command", "created")
         return Leaderboard(
             **{k: data[k] for k in scalars}, n_models=int(data["n_models"]), axes=list(data["axes"]),
-            rows=rows, points=points, notes=list(data["notes"]),
+            rows=rows, points=points, notes=list(data["notes"]), bootstrap=dict(data["bootstrap"]),
+            paired={a: {b: _float(v) for b, v in row.items()} for a, row in data["paired"].items()},
+            best={key: list(v) for key, v in data["best"].items()}, verdict=list(data["verdict"]),
+            show_sign_error=bool(data["show_sign_error"]),
         )
     except KeyError as e:
         raise ValueError(f"leaderboard JSON lacks the field {e.args[0]!r}; regenerate it with icc-bench evaluate.") from None
@@ -281,19 +312,63 @@ def _fmt(value: float) -> str:
     return "0.00" if text == "-0.00" else text
 
 
-def best_by_column(lb: Leaderboard) -> dict[str, set[str]]:
-    """Per column key, the measures holding its best value among the applicable rows.
+def _interval_text(row: MeasureRow, key: str) -> str:
+    """``[lo, hi]`` of a cell, or "" when the row has no interval there."""
+    lo, hi = row.intervals.get(key, (math.nan, math.nan))
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return ""
+    return f"[{_fmt(lo)}, {_fmt(hi)}]"
 
-    Higher is better in every column (scores are oriented; CMI is in [0, 1]). Values are compared
-    as displayed, rounded to two decimals, so ties in the table are marked alike. A column with no
-    finite value has no best.
+
+def _cell(row: MeasureRow, key: str, sep: str = " ") -> str:
+    """A cell's value and, when there is one, its interval."""
+    interval = _interval_text(row, key)
+    value = _fmt(_value(row, key))
+    return f"{value}{sep}{interval}" if interval and value != _NAN_TEXT else value
+
+
+def _sign_error_columns(lb: Leaderboard) -> list[tuple[str, str]]:
+    """(key, header) of the optional sign-error columns: robust and mean over all axes."""
+    return [("robust", "SE max"), ("mean", "SE mean")] if lb.show_sign_error else []
+
+
+def _sign_error_value(row: MeasureRow, kind: str) -> float:
+    if not row.sign_error:
+        return float("nan")
+    value = row.sign_error[kind].get("all")
+    return float("nan") if value is None else float(value)
+
+
+def _paired_text(lb: Leaderboard, a: str, b: str) -> str:
+    if a == b:
+        return "·"
+    value = lb.paired.get(a, {}).get(b)
+    return _NAN_TEXT if value is None or not math.isfinite(value) else f"{value:.2f}"
+
+
+def _bootstrap_text(lb: Leaderboard) -> str:
+    b = lb.bootstrap
+    if not b.get("draws"):
+        return "off"
+    return f"{b['draws']} draws, {100 * b['level']:g}% percentile intervals, seed {b['seed']}; resampling {b['resampled']}"
+
+
+def best_by_column(lb: Leaderboard) -> dict[str, set[str]]:
+    """Per column key, the measures marked best.
+
+    The scores' own sets when they carry them (the best measure and every measure not
+    distinguishable from it, :func:`icc_bench.scores.best_sets`). Otherwise the measures holding the
+    column's best value among the applicable, non-reference rows, compared as displayed (two
+    decimals), so ties in the table are marked alike. A column with no finite value has no best.
     """
+    if lb.best:
+        return {key: set(lb.best.get(key, [])) for key, _ in _columns(lb)}
     best: dict[str, set[str]] = {}
     for key, _ in _columns(lb):
         shown = {
             row.measure: round(_value(row, key), 2)
             for row in lb.rows
-            if row.not_applicable is None and math.isfinite(_value(row, key))
+            if row.not_applicable is None and not row.reference and math.isfinite(_value(row, key))
         }
         top = max(shown.values(), default=None)
         best[key] = {m for m, v in shown.items() if v == top} if top is not None else set()
@@ -349,6 +424,7 @@ def _provenance(lb: Leaderboard) -> list[tuple[str, str]]:
         ("models", str(lb.n_models)),
         ("target", f"{lb.target} (scored as {_TARGET_LABELS[lb.target]}; higher = better generalization)"),
         ("kendall", lb.kendall),
+        ("bootstrap", _bootstrap_text(lb)),
         ("icc-bench", lb.icc_bench_version),
         ("created", lb.created),
     ]
@@ -378,10 +454,12 @@ def render_terminal(lb: Leaderboard, console: Console) -> None:
         title=f"Granulated Kendall: {lb.population}", caption=_caption(lb) + " · bold* = best of column",
         title_justify="left", caption_justify="left",
     )
+    if lb.bootstrap.get("draws"):
+        table.caption += f" (and every measure not distinguishable from it at {100 * lb.bootstrap['level']:g}%) · \\[interval]"
     table.add_column("family", style="bold", overflow="fold", max_width=24)
     table.add_column("measure", overflow="fold", max_width=36)
-    for _, header in _columns(lb):
-        table.add_column(header, justify="right")
+    for _, header in [*_columns(lb), *_sign_error_columns(lb)]:
+        table.add_column(header, justify="right", min_width=11 if lb.bootstrap.get("draws") else None)
     for i, (family, rows) in enumerate(_families(lb)):
         if i:
             table.add_section()
@@ -394,13 +472,20 @@ def render_terminal(lb: Leaderboard, console: Console) -> None:
             family_cell = Text(family) if j == 0 else Text("")
             if row.not_applicable is not None:
                 name.append(f"\nnot applicable: {row.not_applicable}", style="italic")
-                table.add_row(family_cell, name, *([""] * len(_columns(lb))), style="dim")
+                table.add_row(family_cell, name, *([""] * (len(_columns(lb)) + len(_sign_error_columns(lb)))), style="dim")
                 continue
             cells = []
             for key, _ in _columns(lb):
                 text = _fmt(_value(row, key))
-                cells.append(Text(text + "*", style="bold") if row.measure in best[key] else Text(text + " "))
-            table.add_row(family_cell, name, *cells)
+                interval = _interval_text(row, key)
+                cell = Text(text + "*", style="bold") if row.measure in best[key] else Text(text + " ")
+                if interval and text != _NAN_TEXT:
+                    cell.append("\n" + interval.replace(" ", ""), style="dim")
+                cells.append(cell)
+            cells += [Text(_fmt(_sign_error_value(row, kind)) + " ") for kind, _ in _sign_error_columns(lb)]
+            table.add_row(family_cell, name, *cells, style="dim" if row.reference else None)
+    for line in lb.verdict:
+        console.print(Text(line, style="bold"))
     console.print(table)
     for number, row, lines in _footnotes(lb):
         console.print(Text(f"[{number}] {_footnote_title(row)}", style="yellow"))
@@ -437,6 +522,7 @@ def to_markdown(lb: Leaderboard) -> str:
     numbers = _footnote_numbers(lb)
     columns = _columns(lb)
     out = [f"# Granulated Kendall: {_md_escape(lb.population)}", ""]
+    out += ["**Verdict.** " + " ".join(_md_escape(line) for line in lb.verdict), ""] if lb.verdict else []
     out += [f"- **{key}**: {_md_escape(value)}" for key, value in _provenance(lb)]
     out += [f"- {_md_escape(note)}" for note in lb.notes]
     out += ["- **measures**:"]
@@ -449,22 +535,34 @@ def to_markdown(lb: Leaderboard) -> str:
         )
     out += ["", f"Regenerate with: {_md_code(lb.command)}", ""]
 
-    out.append("| family | measure | " + " | ".join(header for _, header in columns) + " |")
-    out.append("| --- | --- | " + " | ".join("---:" for _ in columns) + " |")
+    extra = _sign_error_columns(lb)
+    out.append("| family | measure | " + " | ".join(header for _, header in [*columns, *extra]) + " |")
+    out.append("| --- | --- | " + " | ".join("---:" for _ in [*columns, *extra]) + " |")
     for family, rows in _families(lb):
         for j, row in enumerate(rows):
             name = _md_measure_name(row) + (f" [{numbers[row.measure]}]" if row.measure in numbers else "")
             if row.not_applicable is not None:
                 name += f" — *not applicable: {_md_escape(row.not_applicable)}*"
-                cells = [""] * len(columns)
+                cells = [""] * (len(columns) + len(extra))
             else:
                 cells = [
-                    f"**{_fmt(_value(row, key))}**" if row.measure in best[key] else _fmt(_value(row, key))
+                    f"**{_fmt(_value(row, key))}** {_interval_text(row, key)}".strip() if row.measure in best[key] else _cell(row, key)
                     for key, _ in columns
-                ]
+                ] + [_fmt(_sign_error_value(row, kind)) for kind, _ in extra]
             out.append(f"| {_md_escape(family) if j == 0 else ''} | {name} | " + " | ".join(cells) + " |")
     out.append("")
 
+    if lb.best and lb.bootstrap.get("draws"):
+        out += [f"Bold: the best measure of each column and every measure not distinguishable from it at "
+                f"{100 * lb.bootstrap['level']:g}% (paired bootstrap); reference rows are never bold.", ""]
+    paired = [row for row in lb.rows if row.measure in lb.paired]
+    if paired:
+        out += ["## Paired comparisons", "", "Fraction of bootstrap draws in which the row's Ψ exceeds the column's (ties count one half).", ""]
+        out.append("| | " + " | ".join(_md_escape(r.label) for r in paired) + " |")
+        out.append("| --- | " + " | ".join("---:" for _ in paired) + " |")
+        for a in paired:
+            out.append(f"| {_md_escape(a.label)} | " + " | ".join(_paired_text(lb, a.measure, b.measure) for b in paired) + " |")
+        out.append("")
     footnotes = _footnotes(lb)
     if footnotes:
         out += ["## Footnotes", ""]
@@ -486,16 +584,22 @@ def to_csv(lb: Leaderboard) -> str:
     inside one is kept.
     """
     buffer = io.StringIO()
-    for key, value in [*_provenance(lb), ("command", lb.command)]:
+    for key, value in [*_provenance(lb), ("command", lb.command), *(("verdict", line) for line in lb.verdict)]:
         buffer.write(f"# {key}: {' '.join(value.split())}\n")
     writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-    writer.writerow(["measure", "family", "direction", *lb.axes, "total", "cmi", "n_models", "n_errors",
-                     "settings_hash", "not_applicable"])
+    keys = [key for key, _ in _columns(lb)]
+    extra = [f"sign_error_{kind}" for kind, _ in _sign_error_columns(lb)]
+    writer.writerow(["measure", "family", "direction", "reference", *[f"{k}{suffix}" for k in keys for suffix in ("", "_lo", "_hi")],
+                     *extra, "n_models", "n_errors", "settings_hash", "not_applicable"])
+    finite = lambda v: v if v is not None and math.isfinite(v) else None
     for row in lb.rows:
-        scores = [_value(row, key) for key, _ in _columns(lb)]
+        scores = []
+        for key in keys:
+            lo, hi = row.intervals.get(key, (math.nan, math.nan))
+            scores += [finite(_value(row, key)), finite(lo), finite(hi)]
         writer.writerow([
-            row.measure, row.family, "higher_is_better" if row.higher_is_better else "lower_is_better",
-            *[v if math.isfinite(v) else None for v in scores],
+            row.measure, row.family, "higher_is_better" if row.higher_is_better else "lower_is_better", int(row.reference),
+            *scores, *[finite(_sign_error_value(row, kind)) for kind, _ in _sign_error_columns(lb)],
             row.n_models, len(row.errors), row.settings_hash, row.not_applicable,
         ])
     return buffer.getvalue()
@@ -562,6 +666,32 @@ def scatter_figure(lb: Leaderboard, measure: str, color_by: str = "learning_rate
     return fig
 
 
+def psi_figure(lb: Leaderboard) -> Figure:
+    """Ψ of every scored row with its bootstrap interval as an error bar, best at the top;
+    reference rows in grey. Rows without an interval are drawn as a dot alone."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [r for r in lb.rows if r.not_applicable is None and math.isfinite(r.total)]
+    rows.sort(key=lambda r: r.total)
+    fig = Figure(figsize=(6.0, 0.35 * len(rows) + 1.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, row in enumerate(rows):
+        lo, hi = row.intervals.get("total", (math.nan, math.nan))
+        colour = "#999999" if row.reference else ("#2a7a2a" if row.measure in lb.best.get("total", []) else "#1f4e99")
+        if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+            # A percentile interval need not contain the point value, so it is drawn as a bar of its own.
+            ax.plot([lo, hi], [i, i], "-", color=colour, linewidth=2, solid_capstyle="butt")
+        ax.plot([row.total], [i], "o", color=colour)
+    ax.set_yticks(range(len(rows)), [r.label for r in rows], fontsize=8)
+    ax.axvline(0.0, color="#bbbbbb", linewidth=1)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel("Ψ (granulated Kendall)")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
 def _figure_png_base64(fig: Figure) -> str:
     buffer = io.BytesIO()
     # No "Software" chunk: it names a URL and a version, and the page should be reproducible.
@@ -577,6 +707,9 @@ table.scores td.num { text-align: right; }
 table.scores td.best { font-weight: bold; background: #eef6ee; }
 table.scores tr.family-start td { border-top: 2px solid #888; }
 table.scores tr.na td { color: #999; font-style: italic; }
+table.scores tr.reference td { color: #666; background: #fafafa; }
+table.scores .ci { font-size: 0.8em; color: #777; }
+p.verdict { font-weight: bold; background: #f6f6ee; padding: 0.6em; border-left: 4px solid #aa8; }
 dl.provenance { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
 dl.provenance dt { font-weight: bold; }
 code { background: #f4f4f4; padding: 0.1em 0.3em; }
@@ -591,25 +724,28 @@ def _html_table(lb: Leaderboard) -> str:
     best = best_by_column(lb)
     numbers = _footnote_numbers(lb)
     columns = _columns(lb)
+    extra = _sign_error_columns(lb)
     out = ['<table class="scores">', "<thead><tr><th>family</th><th>measure</th>"]
-    out += [f"<th>{e(header)}</th>" for _, header in columns]
+    out += [f"<th>{e(header)}</th>" for _, header in [*columns, *extra]]
     out.append("</tr></thead><tbody>")
     for family, rows in _families(lb):
         for j, row in enumerate(rows):
-            classes = (["family-start"] if j == 0 else []) + (["na"] if row.not_applicable is not None else [])
+            classes = (["family-start"] if j == 0 else []) + (["na"] if row.not_applicable is not None else []) + (["reference"] if row.reference else [])
             name = e(row.label) + (f" <code>{e(row.measure)}</code>" if row.label != row.measure else "")
             if row.measure in numbers:
                 name += f' <sup><a href="#note-{numbers[row.measure]}">[{numbers[row.measure]}]</a></sup>'
             cells = [f"<td>{e(family) if j == 0 else ''}</td>", f"<td>{name}</td>"]
             if row.not_applicable is not None:
-                cells.append(f'<td colspan="{len(columns)}">not applicable: {e(row.not_applicable)}</td>')
+                cells.append(f'<td colspan="{len(columns) + len(extra)}">not applicable: {e(row.not_applicable)}</td>')
             else:
                 for key, _ in columns:
                     text = e(_fmt(_value(row, key)))
-                    cells.append(
-                        f'<td class="num best"><strong>{text}</strong></td>' if row.measure in best[key]
-                        else f'<td class="num">{text}</td>'
-                    )
+                    interval = _interval_text(row, key)
+                    shown = f"<strong>{text}</strong>" if row.measure in best[key] else text
+                    if interval and text != _NAN_TEXT:
+                        shown += f'<br><span class="ci">{e(interval)}</span>'
+                    cells.append(f'<td class="num best">{shown}</td>' if row.measure in best[key] else f'<td class="num">{shown}</td>')
+                cells += [f'<td class="num">{e(_fmt(_sign_error_value(row, kind)))}</td>' for kind, _ in extra]
             out.append(f'<tr class="{" ".join(classes)}">' + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
@@ -627,8 +763,10 @@ def to_html(lb: Leaderboard, *, color_by: str = "learning_rate", analyses: list[
     out = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>icc-bench leaderboard: {e(lb.population)}</title>", f"<style>{_CSS}</style>", "</head><body>",
-        f"<h1>Granulated Kendall: {e(lb.population)}</h1>", '<dl class="provenance">',
+        f"<h1>Granulated Kendall: {e(lb.population)}</h1>",
     ]
+    out += [f'<p class="verdict">{e(line)}</p>' for line in lb.verdict]
+    out.append('<dl class="provenance">')
     out += [f"<dt>{e(key)}</dt><dd>{e(value)}</dd>" for key, value in _provenance(lb)]
     out.append(f"<dt>regenerate with</dt><dd><code>{e(lb.command)}</code></dd>")
     out += [f"<dt>note</dt><dd>{e(note)}</dd>" for note in lb.notes]
@@ -641,6 +779,16 @@ def to_html(lb: Leaderboard, *, color_by: str = "learning_rate", analyses: list[
             f"plugin {e(row.plugin)}</li>"
         )
     out += ["</ul><h2>Scores</h2>", _html_table(lb)]
+    if any(row.intervals.get("total") for row in lb.rows):
+        out.append(f'<figure><img alt="Ψ with its interval, per measure" src="data:image/png;base64,{_figure_png_base64(psi_figure(lb))}">'
+                   f"<figcaption>Ψ of every row with its {100 * lb.bootstrap['level']:g}% bootstrap interval</figcaption></figure>")
+    paired = [row for row in lb.rows if row.measure in lb.paired]
+    if paired:
+        out.append("<h3>Paired comparisons</h3><p>Fraction of bootstrap draws in which the row's Ψ exceeds the column's.</p>")
+        out.append('<table class="scores"><thead><tr><th></th>' + "".join(f"<th>{e(r.label)}</th>" for r in paired) + "</tr></thead><tbody>")
+        for a in paired:
+            out.append(f"<tr><td>{e(a.label)}</td>" + "".join(f'<td class="num">{e(_paired_text(lb, a.measure, b.measure))}</td>' for b in paired) + "</tr>")
+        out.append("</tbody></table>")
     footnotes = _footnotes(lb)
     if footnotes:
         out.append("<h3>Footnotes</h3>")
@@ -651,7 +799,7 @@ def to_html(lb: Leaderboard, *, color_by: str = "learning_rate", analyses: list[
     out += ["<h2>How to read</h2>", f"<p>{e(HOW_TO_READ)}</p>", f"<h2>Measure against {e(lb.target)}</h2>",
             '<div class="plots">']
     for row in lb.rows:
-        if row.not_applicable is not None:
+        if row.not_applicable is not None or row.reference:
             continue
         if not any(p.value is not None for p in lb.points.get(row.measure, [])):
             out.append(f"<p>{e(row.label)}: no model has a value, nothing to plot.</p>")

@@ -43,7 +43,7 @@ TARGETS: tuple[str, ...] = ("test_accuracy", "generalization_gap")
 _VARIANTS: tuple[str, ...] = ("tau_a", "tau_b")
 
 
-def _pairwise_sign(x: np.ndarray) -> np.ndarray:
+def pairwise_sign(x: np.ndarray) -> np.ndarray:
     """(n, n) matrix of sign(x_i - x_j) in {-1, 0, 1}.
 
     Comparisons rather than a subtraction, so that two equal infinities are a tie, not NaN.
@@ -90,7 +90,7 @@ def kendall_tau(measure: np.ndarray, target: np.ndarray, *, variant: KendallVari
         if np.all(m == m[0]) or np.all(g == g[0]):
             return float("nan")  # scipy returns NaN here too; answered before the call, explicitly
         return float(scipy.stats.kendalltau(m, g, variant="b").statistic)
-    concordance = _pairwise_sign(m).astype(np.int64) * _pairwise_sign(g)
+    concordance = pairwise_sign(m).astype(np.int64) * pairwise_sign(g)
     return float(concordance.sum() / (n * (n - 1)))  # the diagonal is 0 and not a pair
 
 
@@ -306,32 +306,41 @@ def composite_label(composite: tuple[str, ...]) -> str:
     return "+".join(composite)
 
 
-def _normalized_cmi(v_g: np.ndarray, v_m: np.ndarray, cell: np.ndarray) -> float:
-    """I(V_g; V_m | U) / H(V_g | U) from one sample per pair.
+def normalized_cmi_from_counts(counts: np.ndarray) -> np.ndarray:
+    """I(V_g; V_m | U) / H(V_g | U) from pair counts, for a stack of count tables.
 
-    ``v_g``, ``v_m`` are symbols in {0, 1, 2} (sign + 1), ``cell`` the integer value of U. The
+    ``counts[..., u, g, m]`` is the number of pairs in cell u of U with V_g = g and V_m = m (symbols
+    0, 1, 2); leading dimensions are independent tables (the bootstrap passes one per draw). The
     expectations over U weight each cell by its share of pairs (the definition; on a Cartesian grid
-    every cell holds as many pairs, so this equals PGDL's plain mean over cells). Both numerator and
-    denominator are expectations over U before the ratio, as in Jiang et al. NaN when
+    every cell holds as many pairs, so this equals PGDL's plain mean over cells). Both numerator
+    and denominator are expectations over U before the ratio, as in Jiang et al. NaN where
     H(V_g | U) = 0: the target difference is then fixed by U and there is nothing to predict.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    p_ugm = counts / counts.sum(axis=(-3, -2, -1), keepdims=True)  # p(u, g, m)
+    p_u = p_ugm.sum(axis=(-2, -1), keepdims=True)
+    p_ug = p_ugm.sum(axis=-1, keepdims=True)
+    p_um = p_ugm.sum(axis=-2, keepdims=True)
+    occupied = p_ugm > 0  # 0 log 0 = 0
+    # I(G; M | U) = sum p(u,g,m) log[ p(u) p(u,g,m) / (p(u,g) p(u,m)) ]
+    ratio = np.where(occupied, p_u * p_ugm, 1.0) / np.where(occupied, p_ug * p_um, 1.0)
+    mutual = np.sum(p_ugm * np.log(ratio), axis=(-3, -2, -1))
+    # H(G | U) = -sum p(u,g) log[ p(u,g) / p(u) ]
+    p_ug, p_u = p_ug[..., 0], p_u[..., 0]
+    entropy = -np.sum(p_ug * np.log(np.where(p_ug > 0, p_ug / p_u, 1.0)), axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(entropy > 0.0, mutual / np.where(entropy > 0.0, entropy, 1.0), np.nan)
+
+
+def _normalized_cmi(v_g: np.ndarray, v_m: np.ndarray, cell: np.ndarray) -> float:
+    """:func:`normalized_cmi_from_counts` of one sample per pair.
+
+    ``v_g``, ``v_m`` are symbols in {0, 1, 2} (sign + 1), ``cell`` the integer value of U.
     """
     _, cell = np.unique(cell, return_inverse=True)  # compact ids: only occupied cells
     n_cells = int(cell.max()) + 1
     counts = np.bincount(cell * 9 + v_g * 3 + v_m, minlength=n_cells * 9).reshape(n_cells, 3, 3)
-    p_ugm = counts / counts.sum()  # p(u, g, m)
-    p_u = p_ugm.sum(axis=(1, 2))[:, None, None]
-    p_ug = p_ugm.sum(axis=2, keepdims=True)
-    p_um = p_ugm.sum(axis=1, keepdims=True)
-    occupied = p_ugm > 0  # 0 log 0 = 0
-    # I(G; M | U) = sum p(u,g,m) log[ p(u) p(u,g,m) / (p(u,g) p(u,m)) ]
-    ratio = np.where(occupied, p_u * p_ugm, 1.0) / np.where(occupied, p_ug * p_um, 1.0)
-    mutual = float(np.sum(p_ugm * np.log(ratio)))
-    # H(G | U) = -sum p(u,g) log[ p(u,g) / p(u) ]
-    p_ug, p_u = p_ug[:, :, 0], p_u[:, :, 0]
-    entropy = float(-np.sum(p_ug * np.log(np.where(p_ug > 0, p_ug / p_u, 1.0))))
-    if entropy <= 0.0:
-        return float("nan")
-    return mutual / entropy
+    return float(normalized_cmi_from_counts(counts))
 
 
 def conditional_mutual_information(
@@ -392,8 +401,8 @@ def conditional_mutual_information(
             n_models=n, n_nan_dropped=n_dropped, n_pairs=0,
         )
     first, second = np.nonzero(~np.eye(n, dtype=bool))  # every ordered pair i != j
-    v_g = (_pairwise_sign(g)[first, second] + 1).astype(np.int64)
-    v_m = (_pairwise_sign(m)[first, second] + 1).astype(np.int64)
+    v_g = (pairwise_sign(g)[first, second] + 1).astype(np.int64)
+    v_m = (pairwise_sign(m)[first, second] + 1).astype(np.int64)
     codes = [hp.groupby(list(c), sort=True).ngroup().to_numpy() for c in composite_axes]
     sizes = [int(c.max()) + 1 for c in codes]
 

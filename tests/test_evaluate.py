@@ -88,7 +88,8 @@ def test_evaluate_then_add_a_measure_computes_only_the_new_one(setup, capsys):
     first = _store_rows(zoo)
     assert len(first) == 7 * 2 and {m for _, m in first} == {"c3", "c4"}
     lb = read_leaderboard(zoo / "tiny.json")
-    assert [r.measure for r in lb.rows] == ["c3", "c4"]
+    assert [r.measure for r in lb.rows if not r.reference] == ["c3", "c4"]
+    assert [r.measure for r in lb.rows if r.reference] == ["oracle_noise_0.01", "oracle_noise_0.05", "random"]
 
     args = ["evaluate", str(spec), "--runs-dir", str(runs), "--measures", "c3,c4,train_acc_copy", "--plugin", str(plugin)]
     assert main(args) == 0
@@ -96,7 +97,7 @@ def test_evaluate_then_add_a_measure_computes_only_the_new_one(setup, capsys):
     assert {k: v for k, v in second.items() if k[1] in ("c3", "c4")} == first  # untouched, not recomputed
     assert sorted(_calls(log)) == sorted(f"{m} train_acc_copy" for m, _ in first if _ == "c3")
     lb = read_leaderboard(zoo / "tiny.json")
-    assert [r.measure for r in lb.rows] == ["c3", "c4", "train_acc_copy"]
+    assert [r.measure for r in lb.rows if not r.reference] == ["c3", "c4", "train_acc_copy"]
     out = capsys.readouterr().out
     assert "7 values computed, 14 reused" in " ".join(out.split())
     md = (zoo / "tiny.md").read_text()

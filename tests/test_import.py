@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from icc_bench.cli import main
 from icc_bench.config import AXES, COMPOSITE_AXES, ArchitectureSpec, HyperParams, load_spec
-from icc_bench.evaluate import composite_axes
+from icc_bench.scores import composite_axes
 from icc_bench.importer import ManifestError, ManifestRow, import_manifest, read_manifest
 from icc_bench.leaderboard import read_leaderboard
 from icc_bench.models import build_model
@@ -114,7 +114,8 @@ def test_imported_population_scores_exactly_like_the_original(tiny, tmp_path):
     assert sorted(imported.model_ids()) == sorted(tiny.run_of.values())
     for model_id, original in tiny.records.items():
         record = imported.read_record(tiny.run_of[model_id])
-        assert set(original) <= set(record)  # every key a trained zoo's record has
+        # Every key a trained zoo's record has, but the predictions: a manifest-only import never ran the model.
+        assert set(original) - {"predictions"} <= set(record) and imported.read_predictions(record["model_id"]) is None
         assert record["hyperparams"] == original["hyperparams"]
         for key in ("train_accuracy", "test_accuracy", "layers", "parameters", "num_classes", "input_shape", "hierarchical"):
             assert record[key] == original[key], key
@@ -127,7 +128,7 @@ def test_imported_population_scores_exactly_like_the_original(tiny, tmp_path):
     assert main(["evaluate", str(imported.root), "--measures", "c3,c4"]) == 0
     lb = read_leaderboard(imported.root / "mine.json")
     assert lb.axes == list(AXES) == tiny.leaderboard.axes
-    for row in tiny.leaderboard.rows:
+    for row in (r for r in tiny.leaderboard.rows if not r.reference):  # reference rows are seeded by model id
         mine = lb.row(row.measure)
         assert mine.groups == row.groups and mine.n_models == row.n_models == 7
         for axis in lb.axes:
@@ -151,6 +152,10 @@ def test_measure_accuracy_reproduces_the_recorded_accuracies(tiny, tmp_path):
         for key in ("train_accuracy", "test_accuracy", "train_loss", "test_loss"):
             assert record[key] == original[key], key
         assert record["imported"]["manifest_accuracies"] == {"train_accuracy": None, "test_accuracy": None}
+        # Measured as training measures, so the test predictions are the original model's.
+        predicted, labels = zoo.read_predictions(record["model_id"])["test"]
+        original_predicted, original_labels = tiny.zoo.read_predictions(model_id)["test"]
+        assert predicted.tolist() == original_predicted.tolist() and labels.tolist() == original_labels.tolist()
 
 
 # -- validation: every problem, one line each, nothing written -----------------------------------
@@ -307,7 +312,7 @@ def test_json_manifest_scores_on_the_declared_axes_only(tiny, tmp_path):
     assert main(["evaluate", str(zoo.root), "--measures", "c3,c4"]) == 0
     lb = read_leaderboard(zoo.root / "subset.json")
     assert lb.axes == ["learning_rate", "batch_size", "momentum"]
-    for row_ in lb.rows:
+    for row_ in (r for r in lb.rows if not r.reference):
         points = {p.model_id: p for p in lb.points[row_.measure]}
         assert row_.groups == {"learning_rate": 1, "batch_size": 1, "momentum": 1}
         # Each group is one pair, whose Kendall tau_a is the product of the signs of the differences.

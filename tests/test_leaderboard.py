@@ -127,7 +127,7 @@ def test_from_json_refuses_other_json_and_names_the_file(tmp_path):
     with pytest.raises(ValueError, match="not an icc-bench leaderboard"):
         from_json('{"rows": []}')
     path = tmp_path / "lb.json"
-    path.write_text(to_json(make_leaderboard()).replace('"version": 1', '"version": 99'))
+    path.write_text(to_json(make_leaderboard()).replace('"version": 2', '"version": 99'))
     with pytest.raises(ValueError, match=r"lb\.json: .*version 99"):
         read_leaderboard(path)
 

@@ -95,7 +95,8 @@ def k_sweep(
         for the eight axes, ``cmi``, ``n_models`` (with a value), ``n_errors``, ``not_applicable``
         (the reason, or empty) and ``settings_hash`` (the results-store key of the variant).
     """
-    from icc_bench.evaluate import score_zoo
+    from icc_bench.scores import score_zoo
+    from icc_bench.uncertainty import BootstrapSettings
     from icc_bench.representations_cache import Checkpoint
 
     variants = sweep_variants(measures, ks)
@@ -107,7 +108,7 @@ def k_sweep(
     rows = []
     for measure, k, variant in variants:
         # The leaderboard's own scoring of this variant, so that the default k is its number exactly.
-        (row,) = score_zoo(zoo, [variant], target=target, kendall=kendall).rows
+        row = score_zoo(zoo, [variant], target=target, kendall=kendall, seed=seed, bootstrap=BootstrapSettings(draws=0), references=False).rows[0]
         rows.append({
             "measure": measure.name, "k": k, "default_k": k == measure.settings.k, "total": row.total,
             **{f"psi_{axis}": row.per_axis.get(axis, np.nan) for axis in AXES},

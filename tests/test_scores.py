@@ -1,0 +1,78 @@
+"""Scores with their uncertainty, end to end: every format carries intervals, references and a verdict."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from icc_bench.cli import main
+from icc_bench.leaderboard import read_leaderboard, to_markdown
+from icc_bench.zoo import Zoo
+from tiny_population import write_tiny
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("scores")
+    spec = write_tiny(tmp, epochs=2)
+    runs = tmp / "runs"
+    assert main(["evaluate", str(spec), "--runs-dir", str(runs), "--measures", "c3,c4", "--bootstrap", "200",
+                 "--score", "sign-error"]) == 0
+    return runs / "tiny"
+
+
+def test_every_format_carries_intervals_references_and_the_verdict(evaluated):
+    lb = read_leaderboard(evaluated / "tiny.json")
+    assert lb.bootstrap["draws"] == 200 and lb.bootstrap["resampled"] == "groups and test images"
+    assert lb.verdict and any("Reference rows" in line for line in lb.verdict)
+    for row in lb.rows:
+        lo, hi = row.intervals["total"]
+        assert lo <= hi
+        assert row.sign_error is not None and row.sign_error["n_test"] > 0
+    assert {r.measure for r in lb.rows if r.reference} == {"oracle_noise_0.01", "oracle_noise_0.05", "random"}
+    assert not set(lb.best["total"]) & {r.measure for r in lb.rows if r.reference}  # references are never best
+    assert lb.paired["c3"]["c4"] == pytest.approx(1 - lb.paired["c4"]["c3"])
+    md = (evaluated / "tiny.md").read_text()
+    assert md.startswith("# Granulated Kendall: tiny\n\n**Verdict.**")
+    c3 = lb.row("c3")
+    assert f"{c3.total:.2f} [{c3.intervals['total'][0]:.2f}, {c3.intervals['total'][1]:.2f}]".replace("-0.00", "0.00") in md
+    assert "## Paired comparisons" in md and "SE max" in md
+    with open(evaluated / "tiny.csv") as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    by_name = {r["measure"]: r for r in rows}
+    assert float(by_name["c3"]["total_lo"]) == pytest.approx(c3.intervals["total"][0])
+    assert by_name["random"]["reference"] == "1" and "sign_error_robust" in rows[0]
+    html = (evaluated / "tiny.html").read_text()
+    assert 'class="verdict"' in html and "bootstrap interval</figcaption>" in html
+
+
+def test_bootstrap_off_and_a_zoo_without_predictions(evaluated, tmp_path):
+    assert main(["leaderboard", str(evaluated), "--measures", "c3,c4", "--bootstrap", "0", "--out", str(tmp_path / "off")]) == 0
+    off = read_leaderboard(tmp_path / "off" / "tiny.json")
+    assert all(not r.intervals for r in off.rows) and "Intervals are off" in off.verdict[0]
+    on = read_leaderboard(evaluated / "tiny.json")
+    assert [r.total for r in off.rows] == [r.total for r in on.rows]  # the point values do not depend on it
+
+    # An old zoo: records without predictions still score, with the bootstrap over groups only.
+    zoo = Zoo(evaluated)
+    for model_id in zoo.model_ids():
+        record = zoo.read_record(model_id)
+        record.pop("predictions")
+        zoo.record_path(model_id).write_text(json.dumps(record))
+    assert main(["leaderboard", str(evaluated), "--measures", "c3,c4", "--bootstrap", "200", "--out", str(tmp_path / "old")]) == 0
+    old = read_leaderboard(tmp_path / "old" / "tiny.json")
+    assert old.bootstrap["resampled"].startswith("groups only")
+    assert any("Intervals resample groups only" in line for line in old.verdict)
+    assert "groups only" in to_markdown(old)
+    assert [r.total for r in old.rows if not r.reference] == [r.total for r in on.rows if not r.reference]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bootstrap", "-5"], "--bootstrap -5"),
+    (["--ci", "1.2"], "--ci 1.2"),
+])
+def test_bad_bootstrap_options_are_one_sentence(evaluated, capsys, args, message):
+    assert main(["leaderboard", str(evaluated), "--measures", "c3,c4", *args]) == 2
+    assert message in capsys.readouterr().err
