@@ -104,6 +104,14 @@ BENCHMARKS: dict[str, Benchmark] = {
             ratios=_sharpness_cost,
         ),
         Benchmark(
+            "scoring_bootstrap.py",
+            reference="the point scores alone (granulated Kendall and CMI of every row, no intervals) on the same "
+            "192-model grid, 10,000 test images and 12 rows",
+            reading="seconds with the B = 1000 bootstrap (intervals, paired comparisons, sign-error) / seconds of the "
+            "point scores; the absolute bootstrap seconds are the figure to read (goal: a few seconds)",
+            ratios=lambda out: [line.removeprefix("ratio ").strip() for line in out.splitlines() if line.startswith("ratio (")],
+        ),
+        Benchmark(
             "intraclass_cost.py",
             args=("--runs-dir", SCRATCH),
             reference="one forward pass of the probe sample through the model (the representations every "

@@ -63,6 +63,31 @@ def noise_weight(dg: np.ndarray, n_test: int) -> np.ndarray:
     return np.maximum(psi - 0.5, 0.0)
 
 
+def _environments(hp: pd.DataFrame, axes: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """Every environment of the models in ``hp``, flattened into its seed pairs.
+
+    Returns ``(env_axis, first, second, env_of_pair, repeated)``: the axis index of each
+    environment, the two models of each seed pair and its environment, and whether any
+    configuration has several seeds.
+    """
+    config = hp.groupby(list(axes), sort=True, dropna=False).ngroup().to_numpy()
+    n_configs = int(config.max()) + 1 if len(config) else 0
+    members = [np.nonzero(config == c)[0] for c in range(n_configs)]
+    values = hp[list(axes)].to_numpy()[[m[0] for m in members]] if n_configs else np.zeros((0, len(axes)))  # one row per config
+    codes = np.stack([pd.factorize(values[:, k])[0] for k in range(len(axes))], axis=1) if n_configs else np.zeros((0, len(axes)))
+    differ = codes[:, None, :] != codes[None, :, :]  # (C, C, axes)
+    x, y = np.nonzero(np.triu(differ.sum(axis=2) == 1, k=1))
+    env_axis = np.argmax(differ[x, y], axis=1)
+    first, second, env_of_pair = [], [], []
+    for e, (cx, cy) in enumerate(zip(x, y)):
+        i, j = np.meshgrid(members[cx], members[cy], indexing="ij")
+        first.append(i.ravel())
+        second.append(j.ravel())
+        env_of_pair.append(np.full(i.size, e))
+    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return env_axis, cat(first), cat(second), cat(env_of_pair), any(len(m) > 1 for m in members)
+
+
 def sign_error(
     values: np.ndarray,
     target: np.ndarray,
@@ -99,30 +124,20 @@ def sign_error(
     keep = np.isfinite(m) & np.isfinite(g)
     hp = hyperparams[axes].reset_index(drop=True)[keep].reset_index(drop=True)
     m, g = m[keep], g[keep]
-    configs = hp.groupby(axes, sort=True, dropna=False).indices  # config tuple -> row positions
-    keys = list(configs)
-    as_tuple = (lambda k: k if isinstance(k, tuple) else (k,))  # pandas gives scalars for one axis
-    repeated = any(len(v) > 1 for v in configs.values())
+    env_axis, env_first, env_second, env_of_pair, repeated = _environments(hp, tuple(axes))
     threshold = (12.0 if repeated else 1.0) if min_ess is None else float(min_ess)
-    per_axis_losses: dict[str, list[float]] = {a: [] for a in axes}
-    totals = {a: 0 for a in axes}
-    for x in range(len(keys)):
-        for y in range(x + 1, len(keys)):
-            differing = [a for a, u, v in zip(axes, as_tuple(keys[x]), as_tuple(keys[y])) if u != v]
-            if len(differing) != 1:
-                continue
-            axis = differing[0]
-            totals[axis] += 1
-            i, j = np.meshgrid(configs[keys[x]], configs[keys[y]], indexing="ij")
-            i, j = i.ravel(), j.ravel()
-            loss = (1.0 - pairwise_sign_of(m[i], m[j]) * pairwise_sign_of(g[i], g[j])) / 2.0
-            w = noise_weight(g[i] - g[j], n_test)
-            if w.sum() <= 0:
-                continue
-            ess = w.sum() ** 2 / (w**2).sum()
-            if ess < threshold:
-                continue
-            per_axis_losses[axis].append(float((w * loss).sum() / w.sum()))
+    loss = (1.0 - pairwise_sign_of(m[env_first], m[env_second]) * pairwise_sign_of(g[env_first], g[env_second])) / 2.0
+    w = noise_weight(g[env_first] - g[env_second], n_test)
+    n_env = len(env_axis)
+    sum_w = np.bincount(env_of_pair, weights=w, minlength=n_env)
+    sum_w2 = np.bincount(env_of_pair, weights=w**2, minlength=n_env)
+    sum_wl = np.bincount(env_of_pair, weights=w * loss, minlength=n_env)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ess = np.where(sum_w > 0, sum_w**2 / np.where(sum_w2 > 0, sum_w2, 1.0), 0.0)
+        env_loss = sum_wl / np.where(sum_w > 0, sum_w, 1.0)
+    kept_env = (sum_w > 0) & (ess >= threshold)
+    per_axis_losses = {a: env_loss[kept_env & (env_axis == i)].tolist() for i, a in enumerate(axes)}
+    totals = {a: int((env_axis == i).sum()) for i, a in enumerate(axes)}
     robust, mean, kept = {}, {}, {}
     everything = [v for losses in per_axis_losses.values() for v in losses]
     for name, losses in [*per_axis_losses.items(), ("all", everything)]:

@@ -275,22 +275,25 @@ def cmi_draws(
     """CMI^b for each draw's targets (test images resampled; see the module docstring).
 
     The score of draw b is :func:`icc_bench.scoring.conditional_mutual_information` on
-    ``draws.targets[:, b]``, computed for all draws at once: the measure's signs and the cells are
-    fixed, and only pairs whose target sign changes between draws need counting per draw.
+    ``draws.targets[:, b]``, computed for all draws at once. Per pair of composite axes, the
+    count table of draw b is ``counts[b, u, g, m]`` over the ordered pairs of models (u their cell,
+    g the target's sign symbol, m the measure's): the cells and the measure's symbols are fixed,
+    so the table is a sparse (cell, m) x pairs indicator matrix times each draw's one-hot target
+    signs. Pairs whose target order is the same in every draw are counted once for all draws.
     """
+    from scipy import sparse
+
     m = np.asarray(values, dtype=np.float64)
     m = m if higher_is_better else -m
     keep = np.isfinite(m)
-    m, y = m[keep], draws.targets[keep]
-    hp = hyperparams.reset_index(drop=True)[keep].reset_index(drop=True)
-    n, b = len(m), draws.draws
+    n, b = int(keep.sum()), draws.draws
     if n < 2 or len(composite_axes) < 2:
         return np.full(b, np.nan)
-    first, second = np.nonzero(~np.eye(n, dtype=bool))
-    v_m = (pairwise_sign(m)[first, second] + 1).astype(np.int64)  # (P,)
-    s_g = pairwise_sign_of(y[first], y[second])  # (P, B) int8
-    flips = (s_g != s_g[:, :1]).any(axis=1)  # pairs whose target order changes between draws
-    steady = ~flips
+    m = m[keep]
+    hp = hyperparams.reset_index(drop=True)[keep].reset_index(drop=True)
+    signs = _target_signs(draws, keep)
+    first, second = signs.first, signs.second
+    v_m = (pairwise_sign(m)[first, second] + 1).astype(np.int64)  # (P,) measure symbol of each ordered pair
     codes = [hp.groupby(list(c), sort=True).ngroup().to_numpy() for c in composite_axes]
     sizes = [int(c.max()) + 1 for c in codes]
     best = np.full(b, np.inf)
@@ -302,17 +305,64 @@ def cmi_draws(
             )
             _, cell = np.unique(cell, return_inverse=True)
             n_cells = int(cell.max()) + 1
-            base = cell * 9 + v_m  # + 3 * v_g
-            counts = np.bincount(base[steady] + 3 * (s_g[steady, 0].astype(np.int64) + 1), minlength=n_cells * 9)
-            counts = np.repeat(counts[None, :], b, axis=0)
-            if flips.any():
-                varying = base[flips][:, None] + 3 * (s_g[flips].astype(np.int64) + 1) + (np.arange(b) * n_cells * 9)[None, :]
-                counts += np.bincount(varying.ravel(), minlength=b * n_cells * 9).reshape(b, n_cells * 9)
-            score = normalized_cmi_from_counts(counts.reshape(b, n_cells, 3, 3))
+            # Pairs with one target order in every draw: counted once, the same table in every draw.
+            steady = signs.steady
+            fixed = np.bincount(cell[steady] * 9 + signs.steady_symbol * 3 + v_m[steady], minlength=n_cells * 9)
+            counts = np.repeat(fixed.reshape(1, n_cells, 3, 3).astype(np.float64), b, axis=0)  # [draw, u, g, m]
+            if signs.flips.any():
+                key = cell[signs.flips] * 3 + v_m[signs.flips]  # (cell, m) of each pair that flips
+                indicator = sparse.csr_matrix(
+                    (np.ones(len(key), dtype=np.float32), (key, np.arange(len(key)))), shape=(n_cells * 3, len(key))
+                )
+                ups = np.asarray(indicator @ signs.up).T.reshape(b, n_cells, 3)  # [draw, u, m]: pairs with g = +1
+                downs = np.asarray(indicator @ signs.down).T.reshape(b, n_cells, 3)  # g = -1
+                totals = np.bincount(key, minlength=n_cells * 3).reshape(1, n_cells, 3)
+                counts[:, :, 2, :] += ups
+                counts[:, :, 0, :] += downs
+                counts[:, :, 1, :] += totals - ups - downs
+            score = normalized_cmi_from_counts(counts)
             defined = np.isfinite(score)
             best = np.where(defined, np.minimum(best, score), best)
             any_defined |= defined
     return np.where(any_defined, best, np.nan)
+
+
+@dataclass
+class _TargetSigns:
+    """The target's sign over every ordered pair of the kept models, in every draw, split into the
+    pairs whose order never changes (``steady``, symbol g = sign + 1) and those that flip, as
+    one-hot (pairs x draws) float32 matrices ``up`` (g = +1) and ``down`` (g = -1)."""
+
+    first: np.ndarray
+    second: np.ndarray
+    steady: np.ndarray
+    steady_symbol: np.ndarray
+    flips: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+
+
+def _target_signs(draws: PopulationDraws, keep: np.ndarray) -> _TargetSigns:
+    """The :class:`_TargetSigns` of the models ``keep``, cached on ``draws`` (every measure with
+    values on the same models shares them)."""
+    cache = draws.__dict__.setdefault("_signs", {})
+    key = keep.tobytes()
+    if key not in cache:
+        from scipy.stats import rankdata
+
+        # Dense ranks per draw: the same pairwise order as the targets, in int16 instead of float64.
+        ranks = rankdata(draws.targets[keep], method="dense", axis=0).astype(np.int16)  # (n, B)
+        n = len(ranks)
+        first, second = np.nonzero(~np.eye(n, dtype=bool))
+        s_g = pairwise_sign_of(ranks[first], ranks[second])  # (P, B) int8
+        flips = (s_g != s_g[:, :1]).any(axis=1)
+        steady = ~flips
+        cache.clear()  # one mask at a time: the matrices are large
+        cache[key] = _TargetSigns(
+            first, second, steady, (s_g[steady, 0].astype(np.int64) + 1), flips,
+            np.ascontiguousarray(s_g[flips] == 1, dtype=np.float32), np.ascontiguousarray(s_g[flips] == -1, dtype=np.float32),
+        )
+    return cache[key]
 
 
 def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
