@@ -26,10 +26,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from icc_bench.config import AXES, COMPOSITE_AXES, Grid  # noqa: E402
-from icc_bench.scoring import conditional_mutual_information, granulated_kendall  # noqa: E402
-from icc_bench.sign_error import sign_error  # noqa: E402
-from icc_bench.uncertainty import (  # noqa: E402
+from icc_bench.config import AXES, COMPOSITE_AXES, Grid
+from icc_bench.scoring import conditional_mutual_information, granulated_kendall
+from icc_bench.sign_error import sign_error
+from icc_bench.uncertainty import (
     BootstrapSettings,
     cmi_draws,
     granulated_kendall_draws,
