@@ -122,6 +122,24 @@ and applicability on flat and hierarchical data. Run it on your plugin with::
 and test your numbers directly with ``compute_measure(measure, MeasureContext(model, dataset,
 hyperparams, seed=0))`` against a reference you can check by hand.
 
+6. Results from Python
+----------------------
+:mod:`icc_bench.api` opens a zoo (or a suite) and hands back pandas DataFrames: the records (one
+row per model), the stored values (one column per measure) and the scores (one row per measure:
+psi per axis, Psi, CMI, each with its bootstrap interval, sign-error). A measure computed there goes
+into the same results store, under the same key, as ``icc-bench evaluate`` uses, so each reuses
+what the other computed::
+
+    import icc_bench
+
+    zoo = icc_bench.open_zoo("quick", plugins=["my_measure.py"])   # runs/quick
+    zoo.compute("logit_margin", quantile=0.05)   # a Series, one value per model
+    zoo.values()                                  # models x measures
+    zoo.scores(bootstrap=1000)                    # measures x (psi_<axis>, Psi, Psi_lo, Psi_hi, cmi, ...)
+    icc_bench.open_suite("laptop").summary()      # mean and worst Psi over the suite's populations
+
+The module docstring of :mod:`icc_bench.api` has the complete example (run by the tests).
+
 Debugging: ``ICC_BENCH_TRACE_PLUGINS=1`` prints each plugin found and each hook call to stderr;
 ``ICC_BENCH_DISABLE_PLUGINS=name1,name2`` keeps those plugins from being imported.
 """
@@ -138,4 +156,16 @@ __version__ = "0.1.0"
 #: Marks a plugin's ``icc_bench_*`` functions as hook implementations (see ``icc_bench.hookspecs``).
 hookimpl = pluggy.HookimplMarker("icc_bench")
 
-__all__ = ["Measure", "MeasureContext", "NotApplicable", "Registry", "__version__", "compute_measure", "hookimpl"]
+#: Resolved on first use (module ``__getattr__``): the API imports pandas and the scoring modules,
+#: which neither a plugin nor ``icc-bench --help`` needs.
+_API = ("open_zoo", "open_suite", "ZooResults", "SuiteResults")
+
+__all__ = ["Measure", "MeasureContext", "NotApplicable", "Registry", "__version__", "compute_measure", "hookimpl", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from icc_bench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'icc_bench' has no attribute {name!r}")
