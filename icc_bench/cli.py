@@ -4,7 +4,10 @@
     icc-bench train POPULATION                  train what the zoo of POPULATION is missing
     icc-bench measures                          every registered measure
     icc-bench evaluate [POPULATION | ZOO_DIR]   train what is missing, measure, score, leaderboard
+    icc-bench evaluate --suite NAME             the same for every population of a suite, and one
+                                                leaderboard over them (icc_bench.suite_commands)
     icc-bench leaderboard ZOO_DIR               re-render the leaderboard from the results store
+    icc-bench leaderboard --suite NAME          re-render a suite's leaderboard
 
 Expected failures (a bad spec, a missing data folder, a corrupt checkpoint) print one sentence and
 exit with status 2; nothing already written is touched.
@@ -216,6 +219,10 @@ def _write_and_show(lb, out_dir: Path, stem: str) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.suite is not None:
+        from icc_bench.suite_commands import evaluate_suite
+
+        return evaluate_suite(args)
     from icc_bench.evaluate import evaluate_zoo
     from icc_bench.scores import score_zoo
     from icc_bench.executors import make_executor
@@ -265,6 +272,10 @@ def _scoring_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    if args.suite is not None or args.zoo is None:
+        from icc_bench.suite_commands import leaderboard_suite
+
+        return leaderboard_suite(args)
     from icc_bench.evaluate import result_hash, store_for
     from icc_bench.scores import score_zoo
 
@@ -299,6 +310,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from icc_bench import __version__
+    from icc_bench.suite_commands import add_suite_arguments
 
     parser = argparse.ArgumentParser(prog="icc-bench", description="Does a generalization measure predict generalization?")
     parser.add_argument("--version", action="version", version=f"icc-bench {__version__}")
@@ -324,12 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="measure only the models already in the zoo")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe sample and of stochastic measures (default 0)")
     p.add_argument("--retry-errors", action="store_true", help="recompute values whose measure raised last time")
+    add_suite_arguments(p, positional="target")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("leaderboard", help="re-render a zoo's leaderboard from its results store (computes nothing)")
-    p.add_argument("zoo", metavar="ZOO_DIR")
+    p.add_argument("zoo", metavar="ZOO_DIR", nargs="?", help="a zoo folder (or --suite NAME)")
     _add_scoring(p)
     p.add_argument("--seed", type=int, default=0, help="the seed the values were computed with (default 0)")
+    add_suite_arguments(p, positional="zoo", runs_dir=True)
     p.set_defaults(func=cmd_leaderboard)
 
     from icc_bench.analyze import add_analyze_parser
