@@ -7,24 +7,28 @@ a value computed here is reused by the command line, and the other way round.
     >>> import icc_bench
     >>> zoo = icc_bench.open_zoo("quick")       # the zoo of population quick, in runs/ ($ICC_BENCH_RUNS)
     >>> summary = zoo.train()                   # trains what the zoo lacks (nothing, the second time)
-    >>> zoo.records()[["train_accuracy", "test_accuracy", "learning_rate"]].columns.tolist()
-    ['train_accuracy', 'test_accuracy', 'learning_rate']
+    >>> records = zoo.records()                 # one row per model: accuracies, hyperparameters
+    >>> records.index.name, "test_accuracy" in records, "learning_rate" in records
+    ('model_id', True, True)
     >>> c3 = zoo.compute("c3")                  # one value per model, stored in runs/quick/results.sqlite
+    >>> c3.attrs["computed"] + c3.attrs["reused"] == len(records)
+    True
     >>> zoo.values().columns.tolist()           # one column per measure with values in the store
     ['c3']
     >>> scores = zoo.scores(bootstrap=100)      # one row per measure, then the reference rows
-    >>> scores.loc["c3", ["psi_learning_rate", "Psi", "Psi_lo", "Psi_hi", "cmi", "reference"]].index.tolist()
-    ['psi_learning_rate', 'Psi', 'Psi_lo', 'Psi_hi', 'cmi', 'reference']
-    >>> bool(scores.loc["random", "reference"])
-    True
+    >>> print(scores.loc["c3", ["Psi", "Psi_lo", "Psi_hi", "cmi", "sign_error_robust"]].round(2).to_dict())
+    {'Psi': ..., 'Psi_lo': ..., 'Psi_hi': ..., 'cmi': ..., 'sign_error_robust': ...}
+    >>> bool(scores.loc["random", "reference"]), bool(scores.loc["c3", "reference"])
+    (True, False)
 
-    >>> suite = icc_bench.open_suite("laptop")  # the populations of model_zoo/suites/laptop.toml
+    >>> suite = icc_bench.open_suite("laptop")  # model_zoo/suites/laptop.toml: its populations' zoos
     >>> trained = suite.train()
-    >>> c3 = suite.compute("c3")
-    >>> suite.scores(bootstrap=100).index.names
-    FrozenList(['population', 'measure'])
-    >>> suite.summary(bootstrap=100).loc["c3", ["mean", "n_mean", "worst", "worst_population", "best_on"]].index.tolist()
-    ['mean', 'n_mean', 'worst', 'worst_population', 'best_on']
+    >>> c3 = suite.compute("c3")                # indexed by (population, model_id)
+    >>> list(suite.scores(bootstrap=100).index.names)
+    ['population', 'measure']
+    >>> across = suite.summary(bootstrap=100)   # one row per measure across the suite
+    >>> print(across.loc["c3", ["mean", "n_mean", "worst", "worst_population", "best_on"]].to_dict())
+    {'mean': ..., 'n_mean': ..., 'worst': ..., 'worst_population': '...', 'best_on': ...}
 
 What each method returns:
 

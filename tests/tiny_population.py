@@ -33,6 +33,20 @@ def write_tiny(tmp_path: Path, epochs: int = 3, name: str = "tiny") -> Path:
     return path
 
 
+def write_two_population_suite(folder: Path, suite: str = "two") -> Path:
+    """Two tiny populations and a suite of them in ``folder`` (for $ICC_BENCH_SPECS): ``tiny_hier`` on
+    the synthetic hierarchy, ``tiny_flat`` on the 10 digits (flat labels: c1 and c2 do not apply)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tiny(folder, epochs=2, name="tiny_hier")
+    flat = write_tiny(folder, epochs=2, name="tiny_flat")
+    text = flat.read_text()
+    dataset = text[text.index("[dataset]"):text.index("[architecture]")]
+    flat.write_text(text.replace(dataset, '[dataset]\nname = "digits"\noptions = { labels = "fine", resolution = 8, test_fraction = 0.5 }\n'))
+    (folder / "suites").mkdir(exist_ok=True)
+    (folder / "suites" / f"{suite}.toml").write_text('description = "two tiny populations"\npopulations = ["tiny_hier", "tiny_flat"]\n')
+    return folder
+
+
 def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     root = Path(__file__).resolve().parents[1]
