@@ -32,22 +32,22 @@ a value computed here is reused by the command line, and the other way round.
 
 What each method returns:
 
-==================================  ===============================================================
-``zoo.records()``                   one row per model (index ``model_id``): accuracies, the eight
-                                    hyperparameters, the checkpoint's sha256, the seed
-``zoo.values(measures=None)``       one row per model, one column per measure, from the store (NaN
-                                    where a value is missing, failed or does not apply); by default
-                                    every registered measure with values stored
-``zoo.scores(measures=None, ...)``  one row per measure and reference row (index ``measure``):
-                                    ``psi_<axis>``, ``Psi``, ``cmi``, each with ``_lo`` / ``_hi``
-                                    bootstrap bounds, ``sign_error_robust`` / ``_mean``, ``best``
-                                    (best on Psi or not distinguishable from it), ``reference``
-``zoo.leaderboard(...)``            the :class:`~icc_bench.leaderboard.Leaderboard` behind scores
-``zoo.compute(measure, **settings)``  the measure (a registered name or a ``Measure``) on every
-                                    model, computing only what the store lacks; a Series
-``zoo.measure(name, **settings)``   the registered measure with the population's settings and yours
-``zoo.train()``                     train what the zoo lacks (``icc-bench train``)
-==================================  ===============================================================
+======================================  ===============================================================
+``zoo.records()``                       one row per model (index ``model_id``): accuracies, the eight
+                                        hyperparameters, the checkpoint's sha256, the seed
+``zoo.values(measures=None)``           one row per model, one column per measure, from the store (NaN
+                                        where a value is missing, failed or does not apply); by default
+                                        every registered measure with values stored
+``zoo.scores(measures=None, ...)``      one row per measure and reference row (index ``measure``):
+                                        ``psi_<axis>``, ``Psi``, ``cmi``, each with ``_lo`` / ``_hi``
+                                        bootstrap bounds, ``sign_error_robust`` / ``_mean``, ``best``
+                                        (best on Psi or not distinguishable from it), ``reference``
+``zoo.leaderboard(...)``                the :class:`~icc_bench.leaderboard.Leaderboard` behind scores
+``zoo.compute(measure, **settings)``    the measure (a registered name or a ``Measure``) on every
+                                        model, computing only what the store lacks; a Series
+``zoo.measure(name, **settings)``       the registered measure with the population's settings and yours
+``zoo.train()``                         train what the zoo lacks (``icc-bench train``)
+======================================  ===============================================================
 
 A suite has the same methods, each population's rows under an outer index level ``population``,
 and ``suite.summary()`` / ``suite.leaderboard()``: one row per measure across the suite (mean Psi,
