@@ -346,7 +346,7 @@ def measures_table(registry: Registry[Measure]) -> Table:
             Text(measure.name),
             Text(measure.family),
             "higher = better" if measure.higher_is_better else "lower = better",
-            "hierarchy" if measure.needs_hierarchy else "-",
+            ", ".join(need for need, flag in (("hierarchy", measure.needs_hierarchy), ("held-out inputs", measure.reads_heldout)) if flag) or "-",
             Text(measure.plugin.label if measure.plugin else "-"),
             Text(compact_settings(measure.settings)),
         )
