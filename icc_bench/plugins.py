@@ -49,7 +49,14 @@ if TYPE_CHECKING:
 
     from icc_bench.measure import Measure
 
-BUILTIN_PLUGINS: tuple[str, ...] = ("icc_intraclass", "icc_sharpness")
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "icc_intraclass",
+    "icc_sharpness",
+    "icc_margins",
+    "icc_norms",
+    "icc_spectral",
+    "icc_disagreement",
+)
 ENTRY_POINT_GROUP = "icc_bench"
 DISABLE_ENV = "ICC_BENCH_DISABLE_PLUGINS"
 TRACE_ENV = "ICC_BENCH_TRACE_PLUGINS"
