@@ -174,3 +174,26 @@ def test_predictions_are_argmax_in_batches():
     with torch.no_grad():
         expected = model(x).argmax(dim=1)
     assert torch.equal(predictions(model.eval(), x, batch_size=2), expected)
+
+
+def test_evaluate_hands_the_zoo_to_the_context(tmp_path, data):
+    """Through ``measure_model`` (what every executor runs): the zoo's siblings and epoch-0 weights
+    reach the measures; a model without an epoch-0 snapshot gets not_applicable, not an error."""
+    from icc_bench.evaluate import measure_model
+
+    spec = DatasetSpec(name="synthetic_hierarchy", options=dict(
+        superclasses=2, subclasses=2, train_per_subclass=6, test_per_subclass=10, resolution=8, seed=0))
+    zoo = Zoo(tmp_path)
+    put(zoo, data, "a_s0", 0, weights(data, 0), dataset=spec.model_dump(mode="json"))
+    record = {"model_id": "a_s1", "seed": 1, "hyperparams": HP.model_dump(mode="json"), "architecture": ARCH.model_dump(mode="json"),
+              "num_classes": data.num_classes, "input_shape": list(data.input_shape), "dataset": spec.model_dump(mode="json")}
+    zoo.write_model(record, weights(data, 1), snapshots={0: weights(data, 2)})
+    refs = [("disagreement", DisagreementSettings().model_dump(mode="json")), ("dist_from_init", {"fold_batchnorm": True})]
+    values = {v.measure: v for v in measure_model(zoo.root, "a_s1", refs, (), None, None, 0)}
+    assert values["disagreement"].status == "ok" and values["dist_from_init"].status == "ok"
+    assert values["disagreement"].value == pytest.approx(disagreement(context_of(zoo, "a_s1", data), SETTINGS), abs=1e-12)
+    assert values["dist_from_init"].value > 0
+    values = {v.measure: v for v in measure_model(zoo.root, "a_s0", refs, (), None, None, 0)}
+    assert values["disagreement"].status == "ok"
+    assert values["dist_from_init"].status == "not_applicable"
+    assert "no weights saved at epoch 0" in values["dist_from_init"].error
