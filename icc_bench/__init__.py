@@ -6,7 +6,8 @@ How to write a measure
 A measure is a pure function of one trained model, given as a :class:`MeasureContext`, and of a
 settings object; it returns a Python float. icc-bench computes it on every model of a population
 and ranks how well it predicts generalization (granulated Kendall). The built-in measures
-(``icc_intraclass``, ``icc_sharpness``) are plugins written exactly like the one below.
+(``icc_intraclass``, ``icc_sharpness``, ``icc_margins``, ``icc_norms``, ``icc_spectral``,
+``icc_disagreement``) are plugins written exactly like the one below.
 
 1. A measure in one file
 ------------------------
@@ -94,7 +95,12 @@ Everything is computed for one model, on first use, and cached: all measures of 
 ``ctx.preactivations``          per layer, the (n, neurons) BatchNorm outputs, max pooled over H, W
 ``ctx.activations``             ReLU of the same
 ``ctx.probe_for(k)``            the probe of ``k`` samples per class (labels, representations)
+``ctx.snapshot_state(epoch)``   the weights after ``epoch`` epochs (0: initial), from the zoo
+``ctx.siblings()``              ``{model_id: model}``: the other seeds of this configuration
 ==============================  =================================================================
+
+The last two read the zoo the model came from (``icc-bench evaluate`` passes it) and raise
+``NotApplicable`` when it lacks them: no zoo, no snapshot at that epoch, a single seed.
 
 4. The rules
 ------------
@@ -106,7 +112,9 @@ Everything is computed for one model, on first use, and cached: all measures of 
 - Declare the direction (``higher_is_better``) and the ``family``; they are never inferred. Set
   ``needs_hierarchy=True`` if you read subclass labels: on a dataset without a hierarchy the
   measure is then reported as not applicable, not as failed. For any other case the measure
-  cannot define, raise :class:`NotApplicable` with the reason.
+  cannot define, raise :class:`NotApplicable` with the reason. Set ``reads_heldout=True`` if
+  you read inputs outside the training set (``x_heldout``, ``x_test``; never their labels): the
+  leaderboard marks such measures, since they use information the others do not.
 - Settings are a frozen pydantic model whose defaults are the published ones. Users override them
   (``measure.with_settings(quantile=0.05)``); each combination is stored under its own
   ``settings_hash``.

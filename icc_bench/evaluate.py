@@ -225,9 +225,12 @@ def iter_measure_model(
 
     resolved = resolve_measures(measures, plugin_specs)
     dev = resolve_device(device)
-    model, record = Zoo(zoo_root).load_model(model_id, device=dev)
+    zoo = Zoo(zoo_root)
+    model, record = zoo.load_model(model_id, device=dev)
     dataset = load_job_dataset(DatasetSpec.model_validate(record["dataset"]), data_dir)
-    ctx = MeasureContext(model, dataset, HyperParams.model_validate(record["hyperparams"]), seed=seed, device=dev, record=record)
+    ctx = MeasureContext(
+        model, dataset, HyperParams.model_validate(record["hyperparams"]), seed=seed, device=dev, record=record, zoo=zoo
+    )
     for m in resolved:
         yield compute_value(ctx, m, model_id=model_id, checkpoint_sha256=record["checkpoint_sha256"], seed=seed)
 

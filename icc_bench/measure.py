@@ -2,9 +2,11 @@
 
 A :class:`Measure` is a registered description of a generalization measure: the snake_case name
 that is its key everywhere (CLI, specs, results store, leaderboard columns), its family, its
-direction, whether it needs a label hierarchy, the pure function that computes it and the frozen
-settings object that function receives. :class:`MeasureContext` is what that function reads: one
-model with its dataset, plus the probe representations computed once and shared by every measure.
+direction, whether it needs a label hierarchy, whether it reads held-out inputs, the pure function
+that computes it and the frozen settings object that function receives. :class:`MeasureContext` is
+what that function reads: one model with its dataset, plus the probe representations computed once
+and shared by every measure, and, when the model comes from a zoo, its initial weights and the
+other seeds of its configuration.
 :func:`compute_measure` is the only way the harness calls a measure; it enforces the contract (a
 Python float, or :class:`NotApplicable`).
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from icc_bench.data import ImageDataset
     from icc_bench.probe import Representations
     from icc_bench.registry import PluginInfo
+    from icc_bench.zoo import Zoo
 
 #: The signature of a measure function: ``fn(ctx, settings) -> float``.
 MeasureFn = Callable[["MeasureContext", Any], float]
@@ -71,6 +74,10 @@ class Measure:
     needs_hierarchy : bool
         True when the measure uses subclass labels; on a dataset without a hierarchy it is
         reported as not applicable rather than failed.
+    reads_heldout : bool
+        True when the measure reads inputs outside the training set (held-out or test images,
+        never their labels), as disagreement does: it then uses information the training-set
+        measures do not have, and the leaderboard says so. Default False.
     fn : callable
         ``fn(ctx: MeasureContext, settings) -> float``; a pure function of its arguments.
     settings : pydantic.BaseModel
@@ -87,6 +94,7 @@ class Measure:
     needs_hierarchy: bool
     fn: MeasureFn
     settings: BaseModel
+    reads_heldout: bool = False
     description: str = ""
     plugin: PluginInfo | None = field(default=None, compare=False)
 
@@ -96,7 +104,7 @@ class Measure:
             raise InvalidMeasureError(
                 f"{where}: family must be a non-empty string such as 'sharpness', got {self.family!r}"
             )
-        for flag in ("higher_is_better", "needs_hierarchy"):
+        for flag in ("higher_is_better", "needs_hierarchy", "reads_heldout"):
             value = getattr(self, flag)
             if not isinstance(value, bool):
                 raise InvalidMeasureError(f"{where}: {flag} must be True or False, got {value!r}")
@@ -252,6 +260,16 @@ class ProbeSample:
         return self.representations.activations
 
 
+#: The record fields that make a configuration: models that agree on all of them and differ in
+#: their seed are siblings (:meth:`MeasureContext.siblings`).
+CONFIGURATION_FIELDS = ("hyperparams", "extra_hyperparams", "architecture", "architecture_options", "dataset", "schedule")
+
+
+def configuration_of(record: dict[str, Any]) -> str:
+    """The canonical JSON of a record's configuration fields (absent fields as null)."""
+    return json.dumps({key: record.get(key) for key in CONFIGURATION_FIELDS}, sort_keys=True, separators=(",", ":"))
+
+
 class MeasureContext:
     """Everything a measure may read about one model; expensive parts are computed once, on use.
 
@@ -271,10 +289,14 @@ class MeasureContext:
         The model's zoo record (accuracies, curve, ...), as read from disk.
     probe_samples : int or None
         Probe samples per class (SPEC §1); None = the whole training set.
+    zoo : Zoo or None
+        The zoo the model was loaded from (``icc-bench evaluate`` passes it): where
+        :meth:`snapshot_state` and :meth:`siblings` read. None for a model that comes from nowhere;
+        those two then raise :class:`NotApplicable`.
 
     Attributes
     ----------
-    model, dataset, hyperparams, seed, device, record, probe_samples
+    model, dataset, hyperparams, seed, device, record, probe_samples, zoo
         As given (model in eval mode and dataset on ``device``).
     probe_indices, probe_labels, probe_fine_labels
         The default probe's :class:`ProbeSample` fields.
@@ -294,6 +316,7 @@ class MeasureContext:
         device: torch.device | str = "cpu",
         record: dict[str, Any] | None = None,
         probe_samples: int | None = None,
+        zoo: Zoo | None = None,
     ) -> None:
         import torch
 
@@ -304,7 +327,9 @@ class MeasureContext:
         self.seed = seed
         self.record = record if record is not None else {}
         self.probe_samples = probe_samples
+        self.zoo = zoo
         self._probes: dict[int | None, ProbeSample] = {}
+        self._siblings: dict[str, nn.Module] | None = None
 
     def generator(self) -> torch.Generator:
         """A fresh CPU ``torch.Generator`` seeded with ``seed``.
@@ -316,6 +341,56 @@ class MeasureContext:
         import torch
 
         return torch.Generator().manual_seed(self.seed)
+
+    def snapshot_state(self, epoch: int) -> dict[str, Tensor]:
+        """The weights this model had after ``epoch`` training epochs (0: at initialization).
+
+        Read from the zoo (sha256 verified) as a state dict on ``device``; never cached, so a
+        measure that keeps it holds the only copy.
+
+        Raises
+        ------
+        NotApplicable
+            When the context has no zoo, or the model's record lists no snapshot at ``epoch``
+            (a zoo trained before epoch-0 snapshots were kept, or an imported model).
+        """
+        saved = self.record.get("snapshots") or {}
+        model_id = self.record.get("model_id", "?")
+        if str(epoch) not in saved:
+            listed = ", ".join(saved) or "none"
+            raise NotApplicable(f"model {model_id!r} has no weights saved at epoch {epoch} (saved epochs: {listed})")
+        if self.zoo is None:
+            raise NotApplicable(f"model {model_id!r} was not loaded from a zoo, so its epoch-{epoch} weights cannot be read")
+        return self.zoo.load_state_dict(model_id, epoch=epoch, device=self.device)
+
+    def siblings(self) -> dict[str, nn.Module]:
+        """The other seeds of this model's configuration, loaded from its zoo: ``{model_id: model}``.
+
+        A sibling is a record of the same zoo with the same configuration (hyperparameters, extra
+        hyperparameters of an imported zoo, architecture and its options, dataset, schedule) and
+        another training seed. Each is loaded once per context (sha256 verified), in eval mode on
+        ``device``, in model-id order; treat them as read-only, like ``model``.
+
+        Raises
+        ------
+        NotApplicable
+            When the context has no zoo or the configuration was trained with one seed only.
+        """
+        if self._siblings is None:
+            model_id = self.record.get("model_id", "?")
+            if self.zoo is None:
+                raise NotApplicable(f"model {model_id!r} was not loaded from a zoo, so its other seeds cannot be found")
+            mine = configuration_of(self.record)
+            ids = [
+                r["model_id"] for r in self.zoo.records()
+                if r["model_id"] != model_id and r.get("seed") != self.record.get("seed") and configuration_of(r) == mine
+            ]
+            self._siblings = {i: self.zoo.load_model(i, device=self.device)[0] for i in sorted(ids)}
+        if not self._siblings:
+            raise NotApplicable(
+                f"model {self.record.get('model_id', '?')!r} has no sibling: no other seed of its configuration is in the zoo"
+            )
+        return self._siblings
 
     def probe_for(self, probe_samples: int | None) -> ProbeSample:
         """The probe of ``probe_samples`` per class (None = all), built once per size."""

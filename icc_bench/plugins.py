@@ -49,7 +49,14 @@ if TYPE_CHECKING:
 
     from icc_bench.measure import Measure
 
-BUILTIN_PLUGINS: tuple[str, ...] = ("icc_intraclass", "icc_sharpness")
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "icc_intraclass",
+    "icc_sharpness",
+    "icc_margins",
+    "icc_norms",
+    "icc_spectral",
+    "icc_disagreement",
+)
 ENTRY_POINT_GROUP = "icc_bench"
 DISABLE_ENV = "ICC_BENCH_DISABLE_PLUGINS"
 TRACE_ENV = "ICC_BENCH_TRACE_PLUGINS"
@@ -346,7 +353,7 @@ def measures_table(registry: Registry[Measure]) -> Table:
             Text(measure.name),
             Text(measure.family),
             "higher = better" if measure.higher_is_better else "lower = better",
-            "hierarchy" if measure.needs_hierarchy else "-",
+            ", ".join(need for need, flag in (("hierarchy", measure.needs_hierarchy), ("held-out inputs", measure.reads_heldout)) if flag) or "-",
             Text(measure.plugin.label if measure.plugin else "-"),
             Text(compact_settings(measure.settings)),
         )

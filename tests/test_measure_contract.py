@@ -4,7 +4,8 @@ The parametrized tests run on whatever the built-in plugins, the example plugin
 (``examples/icc_example_measure``) and the plugins named in ``ICC_BENCH_CONTRACT_PLUGINS``
 (comma-separated ``--plugin`` values) register: a new measure is checked without a new test.
 Each measure runs on one tiny trained VGG with the data it was trained on, once with its label
-hierarchy and once without.
+hierarchy and once without. The model comes from a two-model zoo, so that measures reading the
+zoo (its epoch-0 weights, another seed of its configuration) are checked too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from icc_bench.config import ArchitectureSpec, DatasetSpec, HyperParams
 from icc_bench.data import ImageDataset, load_dataset
 from icc_bench.models import build_model
 from icc_bench.plugins import BUILTIN_PLUGINS, PluginWarning, load_plugins
+from icc_bench.zoo import Zoo
 
 EXAMPLE_PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "icc_example_measure" / "icc_example_measure"
 CONTRACT_ENV = "ICC_BENCH_CONTRACT_PLUGINS"
@@ -74,29 +76,51 @@ def flat_data(hierarchical_data) -> ImageDataset:
     )
 
 
-@pytest.fixture(scope="module")
-def trained_state(hierarchical_data) -> dict[str, torch.Tensor]:
-    """A width-4 VGG after 40 full-batch SGD steps: trained enough for its BatchNorm statistics and
-    accuracies to be those of a real model, small enough to take a second."""
-    torch.manual_seed(0)
-    model = new_model(hierarchical_data)
+def train_tiny(dataset: ImageDataset, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(initial, trained) states of a width-4 VGG after 40 full-batch SGD steps: trained enough for
+    its BatchNorm statistics and accuracies to be those of a real model, small enough to take a second."""
+    torch.manual_seed(seed)
+    model = new_model(dataset)
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     model.train()
     for _ in range(40):
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(hierarchical_data.x_train), hierarchical_data.y_train)
+        loss = torch.nn.functional.cross_entropy(model(dataset.x_train), dataset.y_train)
         loss.backward()
         optimizer.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def new_model(dataset: ImageDataset) -> torch.nn.Module:
-    arch = ArchitectureSpec(name="vgg", base_width=4)
-    return build_model(arch, HYPERPARAMS, dataset.num_classes, dataset.input_shape)
+    return initial, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 @pytest.fixture(scope="module")
-def make_context(hierarchical_data, flat_data, trained_state):
+def trained_state(hierarchical_data) -> dict[str, torch.Tensor]:
+    return train_tiny(hierarchical_data, seed=0)[1]
+
+
+@pytest.fixture(scope="module")
+def zoo(hierarchical_data, tmp_path_factory) -> Zoo:
+    """The tiny model (``tiny_s0``, with its epoch-0 weights) and another seed of its configuration."""
+    zoo = Zoo(tmp_path_factory.mktemp("contract_zoo"))
+    for seed in (0, 1):
+        initial, trained = train_tiny(hierarchical_data, seed)
+        record = {
+            "model_id": f"tiny_s{seed}", "seed": seed, "hyperparams": HYPERPARAMS.model_dump(mode="json"),
+            "architecture": ARCHITECTURE.model_dump(mode="json"), "num_classes": hierarchical_data.num_classes,
+            "input_shape": list(hierarchical_data.input_shape),
+        }
+        zoo.write_model(record, trained, snapshots={0: initial})
+    return zoo
+
+
+ARCHITECTURE = ArchitectureSpec(name="vgg", base_width=4)
+
+
+def new_model(dataset: ImageDataset) -> torch.nn.Module:
+    return build_model(ARCHITECTURE, HYPERPARAMS, dataset.num_classes, dataset.input_shape)
+
+
+@pytest.fixture(scope="module")
+def make_context(hierarchical_data, flat_data, trained_state, zoo):
     """``make_context(hierarchical, permutation=None)``: a fresh model and context each call."""
 
     def make(hierarchical: bool, permutation: torch.Tensor | None = None) -> MeasureContext:
@@ -105,7 +129,7 @@ def make_context(hierarchical_data, flat_data, trained_state):
             dataset = permuted(dataset, permutation)
         model = new_model(dataset)
         model.load_state_dict(trained_state)
-        return MeasureContext(model, dataset, HYPERPARAMS, seed=0, record={"model_id": "tiny"})
+        return MeasureContext(model, dataset, HYPERPARAMS, seed=0, record=zoo.read_record("tiny_s0"), zoo=zoo)
 
     return make
 
@@ -258,7 +282,7 @@ def test_context_puts_the_model_in_eval_mode_and_exposes_the_labels(make_context
     assert torch.equal(ctx.probe_labels, hierarchical_data.y_train)
     assert torch.equal(ctx.probe_fine_labels, hierarchical_data.fine_train)
     assert torch.equal(ctx.fine_to_coarse, torch.tensor([0, 0, 1, 1]))
-    assert ctx.record == {"model_id": "tiny"} and ctx.seed == 0
+    assert ctx.record["model_id"] == "tiny_s0" and ctx.seed == 0
     flat = make_context(False)
     assert flat.probe_fine_labels is None and flat.fine_to_coarse is None
 
