@@ -63,6 +63,9 @@ FORMATS: tuple[str, ...] = ("md", "csv", "json", "html")
 _MAX_ERRORS_LISTED = 3  # per measure, in footnotes; the rest are counted
 _MAX_ERROR_CHARS = 200
 _NAN_TEXT = "–"
+#: Marks a measure that reads held-out inputs (``Measure.reads_heldout``), explained in the legend.
+HELDOUT_MARK = "‡"
+HELDOUT_LEGEND = "‡ reads held-out inputs (unlabeled) that the other measures never see"
 _MAX_CATEGORIES = 10  # a numeric hyperparameter with more distinct values gets a colour scale
 
 HOW_TO_READ = (
@@ -122,6 +125,7 @@ class MeasureRow:
     intervals: dict[str, list[float]] = field(default_factory=dict)  # column key -> [lo, hi]; empty without a bootstrap
     reference: bool = False  # a reference row (oracle, random): shown in its own family, never best
     sign_error: dict[str, Any] | None = None  # icc_bench.sign_error.SignError as a dict; None without predictions
+    reads_heldout: bool = False  # the measure reads held-out inputs the others never see: marked HELDOUT_MARK
 
 
 @dataclass
@@ -256,6 +260,7 @@ def from_json(text: str) -> Leaderboard:
                 intervals={key: [_float(lo), _float(hi)] for key, (lo, hi) in r["intervals"].items()},
                 reference=bool(r["reference"]),
                 sign_error=r["sign_error"],
+                reads_heldout=bool(r["reads_heldout"]),
             )
             for r in data["rows"]
         ]
@@ -464,7 +469,7 @@ def render_terminal(lb: Leaderboard, console: Console) -> None:
         if i:
             table.add_section()
         for j, row in enumerate(rows):
-            name = Text(row.label)
+            name = Text(row.label + (f" {HELDOUT_MARK}" if row.reads_heldout else ""))
             if row.label != row.measure:
                 name.append(f" {row.measure}", style="dim")
             if row.measure in numbers:
@@ -487,6 +492,8 @@ def render_terminal(lb: Leaderboard, console: Console) -> None:
     for line in lb.verdict:
         console.print(Text(line, style="bold"))
     console.print(table)
+    if any(row.reads_heldout for row in lb.rows):
+        console.print(HELDOUT_LEGEND)
     for number, row, lines in _footnotes(lb):
         console.print(Text(f"[{number}] {_footnote_title(row)}", style="yellow"))
         for line in lines:
@@ -510,7 +517,7 @@ def _md_code(text: str) -> str:
 
 
 def _md_measure_name(row: MeasureRow) -> str:
-    name = _md_escape(row.label)
+    name = _md_escape(row.label) + (f" {HELDOUT_MARK}" if row.reads_heldout else "")
     if row.label != row.measure:
         name += f" ({_md_code(row.measure)})"
     return name
@@ -555,6 +562,8 @@ def to_markdown(lb: Leaderboard) -> str:
     if lb.best and lb.bootstrap.get("draws"):
         out += [f"Bold: the best measure of each column and every measure not distinguishable from it at "
                 f"{100 * lb.bootstrap['level']:g}% (paired bootstrap); reference rows are never bold.", ""]
+    if any(row.reads_heldout for row in lb.rows):
+        out += [HELDOUT_LEGEND + ".", ""]
     paired = [row for row in lb.rows if row.measure in lb.paired]
     if paired:
         out += ["## Paired comparisons", "", "Fraction of bootstrap draws in which the row's Ψ exceeds the column's (ties count one half).", ""]
@@ -731,7 +740,7 @@ def _html_table(lb: Leaderboard) -> str:
     for family, rows in _families(lb):
         for j, row in enumerate(rows):
             classes = (["family-start"] if j == 0 else []) + (["na"] if row.not_applicable is not None else []) + (["reference"] if row.reference else [])
-            name = e(row.label) + (f" <code>{e(row.measure)}</code>" if row.label != row.measure else "")
+            name = e(row.label) + (f" {HELDOUT_MARK}" if row.reads_heldout else "") + (f" <code>{e(row.measure)}</code>" if row.label != row.measure else "")
             if row.measure in numbers:
                 name += f' <sup><a href="#note-{numbers[row.measure]}">[{numbers[row.measure]}]</a></sup>'
             cells = [f"<td>{e(family) if j == 0 else ''}</td>", f"<td>{name}</td>"]
@@ -779,6 +788,8 @@ def to_html(lb: Leaderboard, *, color_by: str = "learning_rate", analyses: list[
             f"plugin {e(row.plugin)}</li>"
         )
     out += ["</ul><h2>Scores</h2>", _html_table(lb)]
+    if any(row.reads_heldout for row in lb.rows):
+        out.append(f"<p>{e(HELDOUT_LEGEND)}.</p>")
     if any(row.intervals.get("total") for row in lb.rows):
         out.append(f'<figure><img alt="Ψ with its interval, per measure" src="data:image/png;base64,{_figure_png_base64(psi_figure(lb))}">'
                    f"<figcaption>Ψ of every row with its {100 * lb.bootstrap['level']:g}% bootstrap interval</figcaption></figure>")

@@ -170,16 +170,17 @@ def score_zoo(
         for m in measures:
             values, errors, not_applicable = measure_values(store, models, m, seed)
             entries.append((m.name, m.name, m.family, m.higher_is_better, m.settings.model_dump(mode="json"),
-                            m.settings_hash, m.plugin.label if m.plugin else "", values, errors, not_applicable, False))
+                            m.settings_hash, m.plugin.label if m.plugin else "", values, errors, not_applicable, False,
+                            m.reads_heldout))
     if references:
         heldout = models["heldout_accuracy"].to_numpy(dtype=np.float64)
         heldout_target = heldout if offset is None else heldout + offset
         for ref in reference_rows(list(models["model_id"]), y, seed=seed, heldout_target=heldout_target):
             entries.append((ref.name, ref.label, REFERENCE_FAMILY, True, {"description": ref.description}, "", "icc-bench",
-                            ref.values, [], None, True))
+                            ref.values, [], None, True, False))
 
     rows, points, total_draws, column_draws = [], {}, {}, {}
-    for name, label, family, higher, settings, settings_hash, plugin, values, errors, not_applicable, is_reference in entries:
+    for name, label, family, higher, settings, settings_hash, plugin, values, errors, not_applicable, is_reference, heldout in entries:
         intervals: dict[str, list[float]] = {}
         sign = None
         if not_applicable is None and np.isfinite(values).sum() >= 2:
@@ -209,6 +210,7 @@ def score_zoo(
                 settings_hash=settings_hash, plugin=plugin, per_axis=dict(per_axis), groups=dict(groups),
                 total=total, cmi=cmi_score, n_models=int(np.isfinite(values).sum()), n_nan_dropped=dropped,
                 errors=errors, not_applicable=not_applicable, intervals=intervals, reference=is_reference, sign_error=sign,
+                reads_heldout=heldout,
             )
         )
         if not is_reference:
