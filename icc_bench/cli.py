@@ -6,8 +6,10 @@
     icc-bench evaluate [POPULATION | ZOO_DIR]   train what is missing, measure, score, leaderboard
     icc-bench leaderboard ZOO_DIR               re-render the leaderboard from the results store
 
-Expected failures (a bad spec, a missing data folder, a corrupt checkpoint) print one sentence and
-exit with status 2; nothing already written is touched.
+Expected failures (a bad spec, a missing data folder, a corrupt checkpoint, a bad option) print one
+line and exit with status 2; nothing already written is touched, and a command refused for bad input
+writes nothing. Options every command shares (``--device``, ``--measures``, ``--plugin``) are
+checked here, before any command starts, so that the check is the same everywhere.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -35,6 +38,13 @@ class UserError(Exception):
     """Bad input: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (the usage is one ``--help`` away), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from icc_bench.config import SpecError
     from icc_bench.zoo import ZooError
@@ -43,9 +53,13 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from icc_bench.executors import ExecutorError
     from icc_bench.measure import InvalidSettingsError
     from icc_bench.analyze import AnalysisError
+    from icc_bench.plugins import PluginError
     from icc_bench.registry import UnknownMeasureError
 
-    return (UserError, SpecError, ZooError, DataError, InvalidSettingsError, UnknownMeasureError, AnalysisError, ExecutorError)
+    return (
+        UserError, SpecError, ZooError, DataError, InvalidSettingsError, UnknownMeasureError, AnalysisError, ExecutorError,
+        PluginError,
+    )
 
 
 # -- populations ---------------------------------------------------------------------------------
@@ -135,6 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from icc_bench.population import find_spec, train_population
 
     spec = find_spec(args.population)
+    configured_measures(_load_plugins(args), spec)  # a bad [measure_settings] fails now, not after training
     executor = make_executor(args)
     with TrainProgress(console) as progress:
         summary = train_population(
@@ -147,15 +162,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # -- measures ------------------------------------------------------------------------------------
 def _load_plugins(args: argparse.Namespace):
+    """The plugins, loaded once per command: a ``--plugin`` the user named that fails stops the
+    command (``PluginError``); an installed plugin that fails is skipped with a warning."""
     import warnings
 
-    from icc_bench.plugins import PluginWarning, load_plugins
+    from icc_bench.plugins import PluginWarning, check_requested, load_plugins
 
+    if getattr(args, "_plugins", None) is not None:
+        return args._plugins
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PluginWarning)  # reported once, below
-        plugins = load_plugins(args.plugin or ())
+        plugins = load_plugins(getattr(args, "plugin", None) or ())
+    check_requested(plugins)
     for name, message in plugins.failures:
-        err_console.print(f"[yellow]warning:[/] plugin {name!r} skipped: {message}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] plugin {escape(repr(name))} skipped: {escape(message)}", highlight=False, soft_wrap=True)
+    args._plugins = plugins
     return plugins
 
 
@@ -198,13 +219,33 @@ def _resolve_target(target: str) -> tuple:
     return find_spec(target), None
 
 
+def configured_measures(plugins, spec) -> dict:
+    """The measures a spec's ``[measure_settings]`` configures, by name, with those settings applied.
+
+    Refuses, naming the population and the table, a name no plugin registered and a setting the
+    measure's settings model rejects: ``train`` checks this before it trains anything.
+    """
+    from icc_bench.measure import InvalidSettingsError
+
+    configured = {}
+    for name, settings in (spec.measure_settings if spec is not None else {}).items():
+        where = f"population '{spec.name}': [measure_settings.{name}]"
+        if name not in plugins.measures:
+            import difflib
+
+            close = difflib.get_close_matches(name, plugins.measures.names(), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise UserError(f"{where} names no registered measure; {hint}see `icc-bench measures` (or add the --plugin that registers it)")
+        try:
+            configured[name] = plugins.measures.get(name).with_settings(**settings)
+        except InvalidSettingsError as e:
+            raise UserError(f"{where}: {e}") from None
+    return configured
+
+
 def _selected_measures(plugins, patterns: str | None, spec) -> list:
-    measures = plugins.measures.list(patterns)
-    overrides = spec.measure_settings if spec is not None else {}
-    unknown = sorted(set(overrides) - set(plugins.measures.names()))
-    if unknown:
-        raise UserError(f"population '{spec.name}': [measure_settings.{unknown[0]}] names no registered measure; see `icc-bench measures`")
-    return [m.with_settings(**overrides[m.name]) if m.name in overrides else m for m in measures]
+    configured = configured_measures(plugins, spec)
+    return [configured.get(m.name, m) for m in plugins.measures.list(patterns)]
 
 
 def _write_and_show(lb, out_dir: Path, stem: str) -> None:
@@ -254,9 +295,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from icc_bench.evaluate import result_hash, score_zoo, store_for
 
+    path = Path(args.zoo)
+    if not path.is_dir():
+        what = "not a folder" if path.exists() else "no such folder"
+        raise UserError(f"{path}: {what}; pass the folder a population was trained into (e.g. runs/quick)")
     spec, zoo = _resolve_target(args.zoo)
-    if zoo is None:
-        raise UserError(f"{args.zoo}: no such zoo folder; pass the folder a population was trained into (e.g. runs/quick)")
     plugins = _load_plugins(args)
     measures = _selected_measures(plugins, args.measures, spec)
     with store_for(zoo) as store:
@@ -283,10 +326,21 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     add_executor_arguments(p)
 
 
+def _count(text: str) -> int:
+    """An argparse type: an integer of 0 or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative; give 0 or more")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     from icc_bench import __version__
 
-    parser = argparse.ArgumentParser(prog="icc-bench", description="Does a generalization measure predict generalization?")
+    parser = _Parser(prog="icc-bench", description="Does a generalization measure predict generalization?")
     parser.add_argument("--version", action="version", version=f"icc-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -296,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train what a population's zoo is missing")
     p.add_argument("population", help="a spec name (see `icc-bench populations`) or a path to a .toml spec")
     _add_common(p)
-    p.add_argument("--limit", type=int, default=None, help="train at most N missing models in this call")
+    p.add_argument("--limit", type=_count, default=None, help="train at most N missing models in this call")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE", help="a plugin whose measures the spec's [measure_settings] configure (repeatable)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("measures", help="list every registered measure")
@@ -340,15 +395,55 @@ def _add_scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="folder for the leaderboard files (default: the zoo folder)")
 
 
+def check_device(device: str | None, *, on_ray: bool = False) -> None:
+    """Refuse a ``--device`` this machine cannot use, before any command writes anything.
+
+    On Ray the device is the workers' (a head node without a GPU may drive GPU workers), so only
+    its spelling is checked here; the executor checks the rest against the cluster.
+    """
+    if device is None or device == "auto":
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {device}: not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {device}: icc-bench runs on cpu, cuda or mps; use one of those, or auto")
+    if on_ray:
+        return
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available on this machine; use --device cpu (or auto)")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise UserError(f"--device {device}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {device}: MPS is not available on this machine; use --device cpu (or auto)")
+
+
+def _check_shared_options(args: argparse.Namespace) -> None:
+    """The options several commands share, checked once for all of them."""
+    if hasattr(args, "device"):
+        check_device(args.device, on_ray=getattr(args, "executor", "local") == "ray")
+    measures = getattr(args, "measures", None)
+    if measures is not None and not any(p.strip() for p in measures.split(",")):
+        raise UserError(f"--measures {measures!r} names no measure; pass names or patterns, e.g. 'c1,c3' or 'inv_*' (see `icc-bench measures`)")
+    if getattr(args, "plugin", None):
+        _load_plugins(args)  # a --plugin that fails stops every command the same way
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
     try:
+        _check_shared_options(args)
         return args.func(args)
     except _expected_errors() as e:
-        err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted: every model recorded so far is kept; run the same command again to resume")

@@ -52,7 +52,7 @@ def find_spec(name_or_path: str) -> PopulationSpec:
         import difflib
 
         close = difflib.get_close_matches(name_or_path, list(specs), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = f"; did you mean '{close[0]}'?" if close else "."
         raise SpecError(
             f"no population named '{name_or_path}'{hint} Known: {', '.join(specs) or 'none'} "
             f"(looked in {', '.join(map(str, spec_dirs()))}); or pass the path of a .toml spec"
@@ -143,6 +143,27 @@ def run_job(job: TrainJob, *, data_dir: str | Path | None, device: str | None, o
     return JobResult(job, record, result.state_dict, result.snapshots, result.predictions)
 
 
+def check_architecture(spec: PopulationSpec, dataset) -> None:
+    """Build each distinct network of ``spec`` on the meta device (shapes only, no memory, no
+    weights), so that an unknown architecture name or an option its builder refuses is a
+    ``SpecError`` before anything is written, not a crash after the first model's data is loaded."""
+    from icc_bench.models import build_model
+
+    seen = set()
+    for hp in spec.configurations():
+        shape = (hp.width, hp.depth, hp.dropout)  # all a builder reads from the hyperparameters
+        if shape in seen:
+            continue
+        seen.add(shape)
+        try:
+            with torch.device("meta"):
+                build_model(spec.architecture, hp, dataset.num_classes, tuple(dataset.input_shape))
+        except ValueError as e:  # the builders' contract: a bad name or option is a ValueError
+            raise SpecError(f"population '{spec.name}': field 'architecture': {e}") from None
+        except Exception:  # noqa: BLE001 - a builder the meta device cannot run: training will build it for real
+            continue
+
+
 # -- the driver -----------------------------------------------------------------------------------
 #: The spec fields that decide which models exist and how they were trained.
 TRAINING_FIELDS = ("dataset", "architecture", "schedule", "grid", "configs", "seeds")
@@ -180,6 +201,8 @@ def train_population(
     """
     from icc_bench.executors import LocalExecutor
 
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit={limit}: give None (no limit) or 0 or more")
     zoo = Zoo(Path(runs_dir) / spec.name)
     existing = zoo.read_spec()
     spec_json = json.loads(spec.model_dump_json())
@@ -196,8 +219,9 @@ def train_population(
     already = len(jobs) - len(todo)
     if limit is not None:
         todo = todo[:limit]
-    # Load (and validate) the dataset before anything is written, so bad input loses nothing.
-    load_job_dataset(spec.dataset, data_dir)
+    # Load (and validate) the dataset and the networks before anything is written, so bad input
+    # leaves nothing behind.
+    check_architecture(spec, load_job_dataset(spec.dataset, data_dir))
     zoo.write_spec(spec_json)
     zoo.remove_partial_files()
     executor = executor or LocalExecutor()
