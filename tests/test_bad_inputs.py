@@ -23,38 +23,7 @@ import torch
 
 from icc_bench.cli import main
 from tiny_population import TINY
-
-# Two models, one epoch: the smallest zoo with something to score.
-TWO = """
-description = "two tiny models"
-[dataset]
-name = "synthetic_hierarchy"
-options = { superclasses = 2, subclasses = 2, train_per_subclass = 6, test_per_subclass = 4, resolution = 8 }
-[architecture]
-name = "vgg"
-base_width = 4
-[schedule]
-epochs = 1
-milestones = [1]
-[[configs]]
-learning_rate = 0.05
-batch_size = 16
-weight_decay = 0.0
-optimizer = "sgd"
-dropout = 0.0
-augmentation = false
-width = 1.0
-depth = 1.0
-[[configs]]
-learning_rate = 0.01
-batch_size = 16
-weight_decay = 0.0
-optimizer = "sgd"
-dropout = 0.0
-augmentation = false
-width = 1.0
-depth = 1.0
-"""
+from two_population import write_two
 
 TINY_SPEC = TINY.format(epochs=1)
 SPECS = {
@@ -171,9 +140,8 @@ def make_workspace(ws: Path) -> dict[str, str]:
     }
     (ws / "manifest" / "nets.json").write_text(json.dumps(manifest))
     places["manifest"] = str(ws / "manifest" / "nets.json")
-    (ws / "two.toml").write_text(TWO)
     zoo_runs = ws / "zoo_runs"
-    assert main(["evaluate", str(ws / "two.toml"), "--runs-dir", str(zoo_runs), "--measures", "c3", "--device", "cpu"]) == 0
+    assert main(["evaluate", str(write_two(ws)), "--runs-dir", str(zoo_runs), "--measures", "c3", "--device", "cpu"]) == 0
     places["zoo"] = str(zoo_runs / "two")
     return places
 
