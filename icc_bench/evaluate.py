@@ -260,7 +260,9 @@ def compute_value(ctx: MeasureContext, measure: Measure, *, model_id: str, check
     """Compute one value on ``ctx``; write nothing.
 
     A measure that raises gives status ``error`` with its one-line message (the caller goes on);
-    one that does not apply gives ``not_applicable``.
+    so does one that returns NaN or an infinity, which the measure contract excludes (stored as a
+    number, it would drop out of the scores without a footnote); one that does not apply gives
+    ``not_applicable``.
     """
     from icc_bench.zoo import versions
 
@@ -274,6 +276,8 @@ def compute_value(ctx: MeasureContext, measure: Measure, *, model_id: str, check
         status, error = "error", _one_line(e)
         if _debug():
             traceback.print_exc()
+    if status == "ok" and not math.isfinite(value):
+        status, error, value = "error", f"returned {value!r}; measures must return a finite float", None
     vers = versions()
     if measure.plugin is not None and measure.plugin.version:
         vers[measure.plugin.name] = measure.plugin.version
