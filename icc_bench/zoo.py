@@ -83,6 +83,8 @@ def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata:
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        # save_file recreates the file 0600; a zoo on a shared filesystem is read by the group.
+        os.chmod(tmp, 0o666 & ~_umask())
         digest = sha256_file(Path(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
