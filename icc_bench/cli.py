@@ -15,6 +15,7 @@ checked here, before any command starts, so that the check is the same everywher
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import statistics
@@ -434,20 +435,45 @@ def _check_shared_options(args: argparse.Namespace) -> None:
         _load_plugins(args)  # a --plugin that fails stops every command the same way
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler), raised like Ctrl-C so that every open file,
+    results store and claim on work is closed on the way out."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        _check_shared_options(args)
-        return args.func(args)
+        with _sigterm_as_interrupt():
+            _check_shared_options(args)
+            return args.func(args)
     except _expected_errors() as e:
         err_console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         err_console.print("interrupted: every model recorded so far is kept; run the same command again to resume")
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":
