@@ -280,7 +280,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with EvaluateProgress(console) as progress:
         stats = evaluate_zoo(
             zoo, measures, device=args.device, data_dir=args.data_dir, seed=args.seed,
-            retry_errors=args.retry_errors, executor=executor, progress=progress,
+            retry_errors=args.retry_errors, executor=executor, progress=progress, allow_factories=args.allow_factory,
         )
     console.print(
         f"measured: {stats.computed} values computed, {stats.reused} reused from {zoo.root / 'results.sqlite'}"
@@ -327,6 +327,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     add_executor_arguments(p)
 
 
+def _factory(text: str) -> str:
+    """An argparse type: ``module:function`` (a leading ``factory:`` is dropped)."""
+    import re
+
+    name = text.removeprefix("factory:")
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", name):
+        raise argparse.ArgumentTypeError(f"{text!r}: write MODULE:FUNCTION, as in the zoo's factory:MODULE:FUNCTION")
+    return name
+
+
 def _count(text: str) -> int:
     """An argparse type: an integer of 0 or more."""
     try:
@@ -366,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="measure only the models already in the zoo")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe sample and of stochastic measures (default 0)")
     p.add_argument("--retry-errors", action="store_true", help="recompute values whose measure raised last time")
+    p.add_argument("--allow-factory", action="append", default=[], type=_factory, metavar="MODULE:FUNCTION", help="build the models of an imported zoo whose architecture is factory:MODULE:FUNCTION, by importing MODULE (repeatable; only for code you trust)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("leaderboard", help="re-render a zoo's leaderboard from its results store (computes nothing)")
@@ -459,13 +470,33 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _warnings_on_one_line():
+    """icc-bench's own warnings (e.g. an unsealed zoo) as one ``warning:`` line; others as Python shows them."""
+    import warnings
+
+    from icc_bench.zoo import ZooWarning
+
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def one_line(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, ZooWarning):
+                err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _warnings_on_one_line():
             _check_shared_options(args)
             return args.func(args)
     except _expected_errors() as e:

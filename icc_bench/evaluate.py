@@ -24,7 +24,7 @@ import math
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -98,6 +98,7 @@ def evaluate_zoo(
     retry_errors: bool = False,
     executor=None,
     progress=None,
+    allow_factories: Collection[str] = (),
 ) -> EvaluationStats:
     """Fill the store with every missing value of ``measures`` on every model of ``zoo``.
 
@@ -106,7 +107,7 @@ def evaluate_zoo(
     locally, a model's at once from Ray. Each is stored the moment it arrives.
 
     ``progress`` (optional) receives ``start(total, done)``, ``model(model_id)`` and
-    ``value(model_id, measure_name, status)``.
+    ``value(model_id, measure_name, status)``. ``allow_factories`` is passed to ``Zoo.load_model``.
     """
     from icc_bench.executors import LocalExecutor
 
@@ -133,7 +134,7 @@ def evaluate_zoo(
         measured_models: set[str] = set()
         for values in executor.measure(
             tasks, zoo_root=zoo.root, plugin_specs=plugin_specs, device=device, data_dir=data_dir, seed=seed,
-            progress=progress,
+            progress=progress, allow_factories=tuple(allow_factories),
         ):
             for v in values:
                 store.put(**asdict(v))
@@ -204,6 +205,7 @@ def measure_model(
     device: str | None,
     data_dir: str | Path | None,
     seed: int,
+    allow_factories: Collection[str] = (),
 ) -> list[MeasuredValue]:
     """Compute ``measures`` on one model of the zoo at ``zoo_root``; write nothing.
 
@@ -211,7 +213,7 @@ def measure_model(
     model (checksum verified) and its dataset itself. Each measure's failure is a value with
     status "error", never an exception; a model that cannot be loaded raises.
     """
-    return list(iter_measure_model(zoo_root, model_id, measures, plugin_specs, device, data_dir, seed))
+    return list(iter_measure_model(zoo_root, model_id, measures, plugin_specs, device, data_dir, seed, allow_factories))
 
 
 def iter_measure_model(
@@ -222,6 +224,7 @@ def iter_measure_model(
     device: str | None,
     data_dir: str | Path | None,
     seed: int,
+    allow_factories: Collection[str] = (),
 ) -> Iterator[MeasuredValue]:
     """``measure_model``, one value at a time as each is computed (the local executor stores
     each value at once, so that a kill loses at most the measure in progress)."""
@@ -230,7 +233,7 @@ def iter_measure_model(
 
     resolved = resolve_measures(measures, plugin_specs)
     dev = resolve_device(device)
-    model, record = Zoo(zoo_root).load_model(model_id, device=dev)
+    model, record = Zoo(zoo_root).load_model(model_id, device=dev, allow_factories=allow_factories)
     dataset = load_job_dataset(DatasetSpec.model_validate(record["dataset"]), data_dir)
     ctx = MeasureContext(model, dataset, HyperParams.model_validate(record["hyperparams"]), seed=seed, device=dev, record=record)
     for m in resolved:
