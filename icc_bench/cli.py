@@ -10,6 +10,11 @@ Expected failures (a bad spec, a missing data folder, a corrupt checkpoint, a ba
 line and exit with status 2; nothing already written is touched, and a command refused for bad input
 writes nothing. Options every command shares (``--device``, ``--measures``, ``--plugin``) are
 checked here, before any command starts, so that the check is the same everywhere.
+
+A model whose files do not check out (an edited record, an altered or missing checkpoint) costs
+only itself: ``train`` and ``evaluate`` do everything else, then list it (``refused:``) and exit
+with status 2; ``evaluate`` writes no leaderboard then. SIGTERM stops a command as Ctrl-C does
+(exit status 143), closing the results store and releasing the work this process claimed.
 """
 
 from __future__ import annotations
@@ -122,6 +127,10 @@ class TrainProgress(_RichProgress):
         self.progress.advance(self.models_task)
         self.progress.update(self.models_task, info=f"last: {job.model_id} test {record['test_accuracy']:.3f}")
 
+    def waiting(self, n_models: int) -> None:
+        self.progress.update(self.epoch_task, visible=False)
+        self.progress.update(self.models_task, info=f"waiting for {n_models} model(s) another process is training")
+
 
 def _spread(values: list[float]) -> str:
     return f"min {min(values):.3f}  median {statistics.median(values):.3f}  max {max(values):.3f}"
@@ -130,8 +139,10 @@ def _spread(values: list[float]) -> str:
 def print_train_summary(summary) -> None:
     records = summary.records
     console.print(
-        f"[bold]{summary.population}[/]: {len(records)}/{summary.total} models in the zoo "
+        f"[bold]{escape(summary.population)}[/]: {len(records)}/{summary.total} models in the zoo "
         f"({summary.trained} trained now in {summary.seconds:.0f} s, {summary.already_done} already there"
+        + (f", {summary.trained_elsewhere} trained meanwhile by another process" if summary.trained_elsewhere else "")
+        + (f", {len(summary.refused)} refused" if summary.refused else "")
         + (f", {summary.remaining} still missing" if summary.remaining else "") + ")"
     )
     if not records:
@@ -158,7 +169,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             executor=executor, progress=progress,
         )
     print_train_summary(summary)
+    _stop_if_refused(dict(summary.refused), summary.total, "the others are trained")
     return 0
+
+
+def _stop_if_refused(refused: dict[str, str], total: int, others: str) -> None:
+    """Report each model whose files do not check out, one line each, and stop with exit status 2."""
+    if not refused:
+        return
+    for message in refused.values():
+        err_console.print(f"[red]refused:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise UserError(
+        f"{len(refused)} of {total} models refused (above), {others}; icc-bench neither uses nor overwrites them: "
+        "restore their files, or delete them to retrain those models, then run the same command again"
+    )
 
 
 # -- measures ------------------------------------------------------------------------------------
@@ -202,6 +226,9 @@ class EvaluateProgress(_RichProgress):
     def value(self, model_id: str, measure: str, status: str) -> None:
         self.progress.advance(self.task)
         self.progress.update(self.task, info=f"{model_id}  {measure}" + ("" if status == "ok" else f" ({status})"))
+
+    def waiting(self, n_models: int) -> None:
+        self.progress.update(self.task, info=f"waiting for {n_models} model(s) another process is measuring")
 
 
 def _resolve_target(target: str) -> tuple:
@@ -267,6 +294,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     plugins = _load_plugins(args)
     measures = _selected_measures(plugins, args.measures, spec)  # bad patterns fail before any work
     executor = make_executor(args)
+    refused: dict[str, str] = {}
     if zoo is None:
         zoo = Zoo(Path(args.runs_dir) / spec.name)
         if not args.no_train:
@@ -275,6 +303,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     spec, args.runs_dir, data_dir=args.data_dir, device=args.device, executor=executor, progress=progress
                 )
             print_train_summary(summary)
+            refused.update(summary.refused)
     if not zoo.model_ids():
         raise UserError(f"{zoo.root}: no trained models to evaluate; run without --no-train, or `icc-bench train {spec.name}`")
     with EvaluateProgress(console) as progress:
@@ -286,8 +315,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"measured: {stats.computed} values computed, {stats.reused} reused from {zoo.root / 'results.sqlite'}"
         + (f", {stats.errors} errors" if stats.errors else "")
         + (f", {stats.not_applicable} not applicable" if stats.not_applicable else "")
-        + f" ({stats.seconds:.0f} s)"
+        + f" ({stats.seconds:.0f} s)", highlight=False,
     )
+    refused.update(stats.refused)
+    # No leaderboard from a zoo with refused models: it would rank a population that is not the one trained.
+    _stop_if_refused(refused, len(zoo.model_ids()), "the values of the others are computed and stored")
     lb = score_zoo(zoo, measures, target=args.target_metric, kendall=args.kendall, command=_command_line(args), seed=args.seed)
     _write_and_show(lb, Path(args.out) if args.out else zoo.root, lb.population)
     return 0

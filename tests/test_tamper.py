@@ -184,3 +184,37 @@ def test_a_factory_is_built_only_for_an_imported_record_and_when_allowed(tmp_pat
         zoo.load_model("imported")
     model, _ = zoo.load_model("imported", allow_factories={"user_nets_gate:small"})
     assert isinstance(model, torch.nn.Linear)
+
+
+def test_evaluate_skips_a_damaged_checkpoint_measures_the_others_and_fails_at_the_end(two, capsys):
+    zoo, _, first, second = two  # the first is measured first: before, the run stopped there
+    _flip_a_weight(zoo.checkpoint_path(first))
+    assert main(["evaluate", str(zoo.root), "--measures", "c3"]) == 2
+    out, err = capsys.readouterr()
+    assert _stored(zoo) == {second: "ok"}
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("refused:") and str(zoo.checkpoint_path(first)) in lines[0]
+    assert lines[-1].startswith("error: 1 of 2 models refused") and len(lines) == 2, err
+    assert not (zoo.root / "two.json").exists()  # no leaderboard of a zoo that does not check out
+    assert "Traceback" not in out + err
+
+
+def test_evaluate_skips_a_missing_checkpoint(two, capsys):
+    zoo, _, first, second = two
+    zoo.checkpoint_path(first).unlink()
+    assert main(["evaluate", str(zoo.root), "--measures", "c3"]) == 2
+    assert _stored(zoo) == {second: "ok"}
+    assert "checkpoint missing although its record exists" in capsys.readouterr().err
+
+
+def test_train_refuses_a_damaged_model_instead_of_counting_it(two, capsys):
+    zoo, spec, first, _ = two
+    _flip_a_weight(zoo.checkpoint_path(first))
+    damaged = {p.name: p.read_bytes() for p in zoo.models_dir.glob(f"{first}*")}
+    capsys.readouterr()
+    assert main(["train", str(spec), "--runs-dir", str(zoo.root.parent)]) == 2
+    out, err = capsys.readouterr()
+    assert "1 already there, 1 refused" in " ".join(out.split())
+    lines = err.strip().splitlines()
+    assert str(zoo.checkpoint_path(first)) in lines[0] and lines[-1].startswith("error: 1 of 2 models refused")
+    assert {p.name: p.read_bytes() for p in zoo.models_dir.glob(f"{first}*")} == damaged  # left as found
