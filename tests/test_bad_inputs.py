@@ -86,6 +86,7 @@ CASES = [
     Case("evaluate-missing-plugin", "evaluate {spec:tiny} --runs-dir {runs} --plugin {ws}/nope.py", "nope.py"),
     Case("evaluate-plugin-syntax-error", "evaluate {zoo} --plugin {plugin:syntax}", "SyntaxError"),
     Case("evaluate-seed-not-a-number", "evaluate {zoo} --seed x", "argument --seed"),
+    Case("evaluate-allow-factory-not-module-function", "evaluate {zoo} --allow-factory os", "write MODULE:FUNCTION"),
     Case("evaluate-no-train-empty-zoo", "evaluate {spec:tiny} --runs-dir {runs} --no-train", "no trained models"),
     # -- leaderboard ---------------------------------------------------------------------------
     Case("leaderboard-missing-folder", "leaderboard {ws}/nope", "no such folder"),
