@@ -23,6 +23,7 @@ import torch
 
 from icc_bench.cli import main
 from tiny_population import TINY
+from installed_plugins import block_installed_plugins
 from two_population import write_two
 
 TINY_SPEC = TINY.format(epochs=1)
@@ -37,6 +38,11 @@ PLUGINS = {
     "syntax": "def broken(:\n",
     "raises": "raise RuntimeError('database offline')\n",
 }
+
+
+@pytest.fixture(autouse=True)
+def _only_builtin_plugins(monkeypatch):
+    block_installed_plugins(monkeypatch)
 
 
 @dataclass(frozen=True)

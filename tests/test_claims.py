@@ -18,7 +18,13 @@ from icc_bench.population import train_population
 from icc_bench.store import Leases, ResultStore
 from icc_bench.zoo import Zoo
 from tiny_population import subprocess_env, write_tiny
+from installed_plugins import block_installed_plugins
 from two_population import write_two
+
+
+@pytest.fixture(autouse=True)
+def _only_builtin_plugins(monkeypatch):
+    block_installed_plugins(monkeypatch)
 
 
 def _dead_pid() -> int:

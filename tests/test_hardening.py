@@ -19,7 +19,13 @@ from icc_bench.config import load_spec
 from icc_bench.population import train_population
 from icc_bench.zoo import Zoo
 from tiny_population import subprocess_env
+from installed_plugins import block_installed_plugins
 from two_population import write_two
+
+@pytest.fixture(autouse=True)
+def _only_builtin_plugins(monkeypatch):
+    block_installed_plugins(monkeypatch)
+
 
 # nan on the first model, inf on the second: neither is a value a score can use.
 NON_FINITE = '''

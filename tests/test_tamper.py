@@ -16,7 +16,13 @@ from icc_bench.cli import main
 from icc_bench.config import load_spec
 from icc_bench.population import train_population
 from icc_bench.zoo import Zoo, ZooError, ZooWarning, read_metadata, record_sha256, sha256_file
+from installed_plugins import block_installed_plugins
 from two_population import write_two
+
+
+@pytest.fixture(autouse=True)
+def _only_builtin_plugins(monkeypatch):
+    block_installed_plugins(monkeypatch)
 
 
 def _state(seed: int = 0) -> dict[str, torch.Tensor]:
