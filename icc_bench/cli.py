@@ -9,13 +9,21 @@
     icc-bench leaderboard ZOO_DIR               re-render the leaderboard from the results store
     icc-bench leaderboard --suite NAME          re-render a suite's leaderboard
 
-Expected failures (a bad spec, a missing data folder, a corrupt checkpoint) print one sentence and
-exit with status 2; nothing already written is touched.
+Expected failures (a bad spec, a missing data folder, a corrupt checkpoint, a bad option) print one
+line and exit with status 2; nothing already written is touched, and a command refused for bad input
+writes nothing. Options every command shares (``--device``, ``--measures``, ``--plugin``) are
+checked here, before any command starts, so that the check is the same everywhere.
+
+A model whose files do not check out (an edited record, an altered or missing checkpoint) costs
+only itself: ``train`` and ``evaluate`` do everything else, then list it (``refused:``) and exit
+with status 2; ``evaluate`` writes no leaderboard then. SIGTERM stops a command as Ctrl-C does
+(exit status 143), closing the results store and releasing the work this process claimed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import statistics
@@ -23,6 +31,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -38,6 +47,13 @@ class UserError(Exception):
     """Bad input: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (the usage is one ``--help`` away), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from icc_bench.config import SpecError
     from icc_bench.zoo import ZooError
@@ -46,9 +62,13 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from icc_bench.executors import ExecutorError
     from icc_bench.measure import InvalidSettingsError
     from icc_bench.analyze import AnalysisError
+    from icc_bench.plugins import PluginError
     from icc_bench.registry import UnknownMeasureError
 
-    return (UserError, SpecError, ZooError, DataError, InvalidSettingsError, UnknownMeasureError, AnalysisError, ExecutorError)
+    return (
+        UserError, SpecError, ZooError, DataError, InvalidSettingsError, UnknownMeasureError, AnalysisError, ExecutorError,
+        PluginError,
+    )
 
 
 # -- populations ---------------------------------------------------------------------------------
@@ -110,6 +130,10 @@ class TrainProgress(_RichProgress):
         self.progress.advance(self.models_task)
         self.progress.update(self.models_task, info=f"last: {job.model_id} test {record['test_accuracy']:.3f}")
 
+    def waiting(self, n_models: int) -> None:
+        self.progress.update(self.epoch_task, visible=False)
+        self.progress.update(self.models_task, info=f"waiting for {n_models} model(s) another process is training")
+
 
 def _spread(values: list[float]) -> str:
     return f"min {min(values):.3f}  median {statistics.median(values):.3f}  max {max(values):.3f}"
@@ -118,8 +142,10 @@ def _spread(values: list[float]) -> str:
 def print_train_summary(summary) -> None:
     records = summary.records
     console.print(
-        f"[bold]{summary.population}[/]: {len(records)}/{summary.total} models in the zoo "
+        f"[bold]{escape(summary.population)}[/]: {len(records)}/{summary.total} models in the zoo "
         f"({summary.trained} trained now in {summary.seconds:.0f} s, {summary.already_done} already there"
+        + (f", {summary.trained_elsewhere} trained meanwhile by another process" if summary.trained_elsewhere else "")
+        + (f", {len(summary.refused)} refused" if summary.refused else "")
         + (f", {summary.remaining} still missing" if summary.remaining else "") + ")"
     )
     if not records:
@@ -138,6 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from icc_bench.population import find_spec, train_population
 
     spec = find_spec(args.population)
+    configured_measures(_load_plugins(args), spec)  # a bad [measure_settings] fails now, not after training
     executor = make_executor(args)
     with TrainProgress(console) as progress:
         summary = train_population(
@@ -145,20 +172,39 @@ def cmd_train(args: argparse.Namespace) -> int:
             executor=executor, progress=progress,
         )
     print_train_summary(summary)
+    _stop_if_refused(dict(summary.refused), summary.total, "the others are trained")
     return 0
+
+
+def _stop_if_refused(refused: dict[str, str], total: int, others: str) -> None:
+    """Report each model whose files do not check out, one line each, and stop with exit status 2."""
+    if not refused:
+        return
+    for message in refused.values():
+        err_console.print(f"[red]refused:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise UserError(
+        f"{len(refused)} of {total} models refused (above), {others}; icc-bench neither uses nor overwrites them: "
+        "restore their files, or delete them to retrain those models, then run the same command again"
+    )
 
 
 # -- measures ------------------------------------------------------------------------------------
 def _load_plugins(args: argparse.Namespace):
+    """The plugins, loaded once per command: a ``--plugin`` the user named that fails stops the
+    command (``PluginError``); an installed plugin that fails is skipped with a warning."""
     import warnings
 
-    from icc_bench.plugins import PluginWarning, load_plugins
+    from icc_bench.plugins import PluginWarning, check_requested, load_plugins
 
+    if getattr(args, "_plugins", None) is not None:
+        return args._plugins
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PluginWarning)  # reported once, below
-        plugins = load_plugins(args.plugin or ())
+        plugins = load_plugins(getattr(args, "plugin", None) or ())
+    check_requested(plugins)
     for name, message in plugins.failures:
-        err_console.print(f"[yellow]warning:[/] plugin {name!r} skipped: {message}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] plugin {escape(repr(name))} skipped: {escape(message)}", highlight=False, soft_wrap=True)
+    args._plugins = plugins
     return plugins
 
 
@@ -184,6 +230,9 @@ class EvaluateProgress(_RichProgress):
         self.progress.advance(self.task)
         self.progress.update(self.task, info=f"{model_id}  {measure}" + ("" if status == "ok" else f" ({status})"))
 
+    def waiting(self, n_models: int) -> None:
+        self.progress.update(self.task, info=f"waiting for {n_models} model(s) another process is measuring")
+
 
 def _resolve_target(target: str) -> tuple:
     """A population name or spec path -> (spec, zoo); an existing zoo folder -> (its spec, zoo)."""
@@ -201,13 +250,33 @@ def _resolve_target(target: str) -> tuple:
     return find_spec(target), None
 
 
+def configured_measures(plugins, spec) -> dict:
+    """The measures a spec's ``[measure_settings]`` configures, by name, with those settings applied.
+
+    Refuses, naming the population and the table, a name no plugin registered and a setting the
+    measure's settings model rejects: ``train`` checks this before it trains anything.
+    """
+    from icc_bench.measure import InvalidSettingsError
+
+    configured = {}
+    for name, settings in (spec.measure_settings if spec is not None else {}).items():
+        where = f"population '{spec.name}': [measure_settings.{name}]"
+        if name not in plugins.measures:
+            import difflib
+
+            close = difflib.get_close_matches(name, plugins.measures.names(), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise UserError(f"{where} names no registered measure; {hint}see `icc-bench measures` (or add the --plugin that registers it)")
+        try:
+            configured[name] = plugins.measures.get(name).with_settings(**settings)
+        except InvalidSettingsError as e:
+            raise UserError(f"{where}: {e}") from None
+    return configured
+
+
 def _selected_measures(plugins, patterns: str | None, spec) -> list:
-    measures = plugins.measures.list(patterns)
-    overrides = spec.measure_settings if spec is not None else {}
-    unknown = sorted(set(overrides) - set(plugins.measures.names()))
-    if unknown:
-        raise UserError(f"population '{spec.name}': [measure_settings.{unknown[0]}] names no registered measure; see `icc-bench measures`")
-    return [m.with_settings(**overrides[m.name]) if m.name in overrides else m for m in measures]
+    configured = configured_measures(plugins, spec)
+    return [configured.get(m.name, m) for m in plugins.measures.list(patterns)]
 
 
 def _write_and_show(lb, out_dir: Path, stem: str) -> None:
@@ -233,6 +302,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     plugins = _load_plugins(args)
     measures = _selected_measures(plugins, args.measures, spec)  # bad patterns fail before any work
     executor = make_executor(args)
+    refused: dict[str, str] = {}
     if zoo is None:
         zoo = Zoo(Path(args.runs_dir) / spec.name)
         if not args.no_train:
@@ -241,19 +311,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     spec, args.runs_dir, data_dir=args.data_dir, device=args.device, executor=executor, progress=progress
                 )
             print_train_summary(summary)
+            refused.update(summary.refused)
     if not zoo.model_ids():
         raise UserError(f"{zoo.root}: no trained models to evaluate; run without --no-train, or `icc-bench train {spec.name}`")
     with EvaluateProgress(console) as progress:
         stats = evaluate_zoo(
             zoo, measures, device=args.device, data_dir=args.data_dir, seed=args.seed,
-            retry_errors=args.retry_errors, executor=executor, progress=progress,
+            retry_errors=args.retry_errors, executor=executor, progress=progress, allow_factories=args.allow_factory,
         )
     console.print(
         f"measured: {stats.computed} values computed, {stats.reused} reused from {zoo.root / 'results.sqlite'}"
         + (f", {stats.errors} errors" if stats.errors else "")
         + (f", {stats.not_applicable} not applicable" if stats.not_applicable else "")
-        + f" ({stats.seconds:.0f} s)"
+        + f" ({stats.seconds:.0f} s)", highlight=False,
     )
+    refused.update(stats.refused)
+    # No leaderboard from a zoo with refused models: it would rank a population that is not the one trained.
+    _stop_if_refused(refused, len(zoo.model_ids()), "the values of the others are computed and stored")
     lb = score_zoo(zoo, measures, **_scoring_options(args))
     _write_and_show(lb, Path(args.out) if args.out else zoo.root, lb.population)
     return 0
@@ -279,9 +353,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from icc_bench.evaluate import result_hash, store_for
     from icc_bench.scores import score_zoo
 
+    path = Path(args.zoo)
+    if not path.is_dir():
+        what = "not a folder" if path.exists() else "no such folder"
+        raise UserError(f"{path}: {what}; pass the folder a population was trained into (e.g. runs/quick)")
     spec, zoo = _resolve_target(args.zoo)
-    if zoo is None:
-        raise UserError(f"{args.zoo}: no such zoo folder; pass the folder a population was trained into (e.g. runs/quick)")
     plugins = _load_plugins(args)
     measures = _selected_measures(plugins, args.measures, spec)
     with store_for(zoo) as store:
@@ -308,11 +384,32 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     add_executor_arguments(p)
 
 
+def _factory(text: str) -> str:
+    """An argparse type: ``module:function`` (a leading ``factory:`` is dropped)."""
+    import re
+
+    name = text.removeprefix("factory:")
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", name):
+        raise argparse.ArgumentTypeError(f"{text!r}: write MODULE:FUNCTION, as in the zoo's factory:MODULE:FUNCTION")
+    return name
+
+
+def _count(text: str) -> int:
+    """An argparse type: an integer of 0 or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative; give 0 or more")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     from icc_bench import __version__
     from icc_bench.suite_commands import add_suite_arguments
 
-    parser = argparse.ArgumentParser(prog="icc-bench", description="Does a generalization measure predict generalization?")
+    parser = _Parser(prog="icc-bench", description="Does a generalization measure predict generalization?")
     parser.add_argument("--version", action="version", version=f"icc-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -322,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train what a population's zoo is missing")
     p.add_argument("population", help="a spec name (see `icc-bench populations`) or a path to a .toml spec")
     _add_common(p)
-    p.add_argument("--limit", type=int, default=None, help="train at most N missing models in this call")
+    p.add_argument("--limit", type=_count, default=None, help="train at most N missing models in this call")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE", help="a plugin whose measures the spec's [measure_settings] configure (repeatable)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("measures", help="list every registered measure")
@@ -336,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="measure only the models already in the zoo")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe sample and of stochastic measures (default 0)")
     p.add_argument("--retry-errors", action="store_true", help="recompute values whose measure raised last time")
+    p.add_argument("--allow-factory", action="append", default=[], type=_factory, metavar="MODULE:FUNCTION", help="build the models of an imported zoo whose architecture is factory:MODULE:FUNCTION, by importing MODULE (repeatable; only for code you trust)")
     add_suite_arguments(p, positional="target")
     p.set_defaults(func=cmd_evaluate)
 
@@ -371,19 +470,104 @@ def _add_scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score", action="append", default=[], choices=("sign-error",), help="extra leaderboard columns: sign-error (robust and mean; always in the JSON)")
 
 
+def check_device(device: str | None, *, on_ray: bool = False) -> None:
+    """Refuse a ``--device`` this machine cannot use, before any command writes anything.
+
+    On Ray the device is the workers' (a head node without a GPU may drive GPU workers), so only
+    its spelling is checked here; the executor checks the rest against the cluster.
+    """
+    if device is None or device == "auto":
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {device}: not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {device}: icc-bench runs on cpu, cuda or mps; use one of those, or auto")
+    if on_ray:
+        return
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available on this machine; use --device cpu (or auto)")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise UserError(f"--device {device}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {device}: MPS is not available on this machine; use --device cpu (or auto)")
+
+
+def _check_shared_options(args: argparse.Namespace) -> None:
+    """The options several commands share, checked once for all of them."""
+    if hasattr(args, "device"):
+        check_device(args.device, on_ray=getattr(args, "executor", "local") == "ray")
+    measures = getattr(args, "measures", None)
+    if measures is not None and not any(p.strip() for p in measures.split(",")):
+        raise UserError(f"--measures {measures!r} names no measure; pass names or patterns, e.g. 'c1,c3' or 'inv_*' (see `icc-bench measures`)")
+    if getattr(args, "plugin", None):
+        _load_plugins(args)  # a --plugin that fails stops every command the same way
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler), raised like Ctrl-C so that every open file,
+    results store and claim on work is closed on the way out."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _warnings_on_one_line():
+    """icc-bench's own warnings (e.g. an unsealed zoo) as one ``warning:`` line; others as Python shows them."""
+    import warnings
+
+    from icc_bench.zoo import ZooWarning
+
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def one_line(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, ZooWarning):
+                err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        return args.func(args)
+        with _sigterm_as_interrupt(), _warnings_on_one_line():
+            _check_shared_options(args)
+            return args.func(args)
     except _expected_errors() as e:
-        err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         err_console.print("interrupted: every model recorded so far is kept; run the same command again to resume")
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ Scoring the stored values is :mod:`icc_bench.scores`' job.
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ from typing import Any
 
 from icc_bench.config import DatasetSpec, HyperParams
 from icc_bench.measure import InvalidSettingsError, Measure, MeasureContext, NotApplicable, compute_measure
-from icc_bench.store import ResultStore
-from icc_bench.zoo import Zoo
+from icc_bench.claims import Heartbeat, claimed_rounds
+from icc_bench.store import Leases, ResultStore
+from icc_bench.zoo import Zoo, ZooError
 
 STORE_NAME = "results.sqlite"
 
@@ -52,6 +54,7 @@ class EvaluationStats:
     models_loaded: int = 0
     seconds: float = 0.0
     computed_pairs: list[tuple[str, str]] = field(default_factory=list)  # (model_id, measure)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (model_id, why): files that do not check out
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ def evaluate_zoo(
     retry_errors: bool = False,
     executor=None,
     progress=None,
+    allow_factories: Collection[str] = (),
 ) -> EvaluationStats:
     """Fill the store with every missing value of ``measures`` on every model of ``zoo``.
 
@@ -100,45 +104,111 @@ def evaluate_zoo(
     ``LocalExecutor``, in this process) and yields the values as they come: one at a time
     locally, a model's at once from Ray. Each is stored the moment it arrives.
 
-    ``progress`` (optional) receives ``start(total, done)``, ``model(model_id)`` and
-    ``value(model_id, measure_name, status)``.
+    A model whose record or checkpoint does not check out (``Zoo.read_verified_record``, and the
+    whole checkpoint hashed before it is measured) is skipped and listed in ``stats.refused``;
+    the others are measured. Each model is claimed in the store before it is measured
+    (``icc_bench.claims``), so that two evaluations of one zoo split the models between them: one
+    that has nothing left to claim waits for the values the other is computing, and computes
+    those whose process died. ``allow_factories`` is passed to ``Zoo.load_model``.
+
+    ``progress`` (optional) receives ``start(total, done)``, ``model(model_id)``,
+    ``value(model_id, measure_name, status)`` and, if it has it, ``waiting(n_models)``.
     """
     from icc_bench.executors import LocalExecutor
 
     plugin_specs = plugin_specs_for(measures)
-    records = list(zoo.records())
     stats = EvaluationStats()
     started = time.perf_counter()
+    records = []
+    for model_id in zoo.model_ids():
+        try:
+            records.append(zoo.read_verified_record(model_id))
+        except ZooError as e:
+            stats.refused.append((model_id, str(e)))
+    by_name = {m.name: m for m in measures}
+    sha = {r["model_id"]: r["checkpoint_sha256"] for r in records}
     with store_for(zoo) as store:
-        done = store.keys()
-        tasks: list[MeasureTask] = []
-        for record in records:
-            missing = []
-            for m in measures:
-                key = (record["model_id"], record["checkpoint_sha256"], m.name, result_hash(m, seed))
-                if key in done and not (retry_errors and store.get(*key).status == "error"):
-                    stats.reused += 1
-                else:
-                    missing.append((m.name, m.settings.model_dump(mode="json")))
-            if missing:
-                tasks.append(MeasureTask(record["model_id"], tuple(missing)))
+
+        def key(model_id: str, name: str) -> tuple[str, str, str, str]:
+            return (model_id, sha[model_id], name, result_hash(by_name[name], seed))
+
+        # Errors to compute again (--retry-errors): those stored before this run, told apart by
+        # when they were stored from one another process computes again meanwhile.
+        retry = {
+            (r.model_id, r.checkpoint_sha256, r.measure, r.settings_hash): r.created
+            for r in (store.results() if retry_errors else ()) if r.status == "error"
+        }
+
+        def remaining(task: MeasureTask) -> MeasureTask | None:
+            left = []
+            for ref in task.measures:
+                row = store.get(*key(task.model_id, ref[0]))
+                if row is None or retry.get(key(task.model_id, ref[0])) == row.created:
+                    left.append(ref)
+            if len(left) == len(task.measures):
+                return task
+            return MeasureTask(task.model_id, tuple(left)) if left else None
+
+        every = [MeasureTask(r["model_id"], tuple((m.name, m.settings.model_dump(mode="json")) for m in measures)) for r in records]
+        tasks = [t for t in map(remaining, every) if t is not None]
+        stats.reused = len(records) * len(measures) - sum(len(t.measures) for t in tasks)
         if progress is not None:
             progress.start(len(records) * len(measures), stats.reused)
+
+        def done_elsewhere(task: MeasureTask, left: MeasureTask | None) -> None:
+            still = {name for name, _ in left.measures} if left else set()
+            for name in (name for name, _ in task.measures if name not in still):
+                stats.reused += 1
+                if progress is not None:
+                    progress.value(task.model_id, name, "by another process")
+
+        def waiting(held: list[MeasureTask]) -> None:
+            if progress is not None and hasattr(progress, "waiting"):
+                progress.waiting(len(held))
+
+        leases = Leases(store)
+        expected: dict[str, int] = {}
+
+        def checked(claimed: Iterator[MeasureTask]) -> Iterator[MeasureTask]:
+            for task in claimed:
+                try:  # hashed now, so that a damaged checkpoint costs only its model
+                    zoo.verify(task.model_id)
+                except ZooError as e:
+                    leases.release(task.model_id)
+                    stats.refused.append((task.model_id, str(e)))
+                    for name, _ in task.measures:
+                        if progress is not None:
+                            progress.value(task.model_id, name, "refused")
+                    continue
+                expected[task.model_id] = len(task.measures)
+                yield task
+
         executor = executor or LocalExecutor()
         measured_models: set[str] = set()
-        for values in executor.measure(
-            tasks, zoo_root=zoo.root, plugin_specs=plugin_specs, device=device, data_dir=data_dir, seed=seed,
-            progress=progress,
-        ):
-            for v in values:
-                store.put(**asdict(v))
-                measured_models.add(v.model_id)
-                stats.computed += v.status == "ok"
-                stats.errors += v.status == "error"
-                stats.not_applicable += v.status == "not_applicable"
-                stats.computed_pairs.append((v.model_id, v.measure))
-                if progress is not None:
-                    progress.value(v.model_id, v.measure, v.status)
+        try:
+            with Heartbeat(leases, leases.ttl / 4):
+                for claimed in claimed_rounds(
+                    tasks, leases, key=lambda task: task.model_id, remaining=remaining,
+                    on_done_elsewhere=done_elsewhere, on_wait=waiting,
+                ):
+                    for values in executor.measure(
+                        checked(claimed), zoo_root=zoo.root, plugin_specs=plugin_specs, device=device,
+                        data_dir=data_dir, seed=seed, progress=progress, allow_factories=tuple(allow_factories),
+                    ):
+                        for v in values:
+                            store.put(**asdict(v))
+                            measured_models.add(v.model_id)
+                            stats.computed += v.status == "ok"
+                            stats.errors += v.status == "error"
+                            stats.not_applicable += v.status == "not_applicable"
+                            stats.computed_pairs.append((v.model_id, v.measure))
+                            expected[v.model_id] -= 1
+                            if not expected[v.model_id]:
+                                leases.release(v.model_id)
+                            if progress is not None:
+                                progress.value(v.model_id, v.measure, v.status)
+        finally:
+            leases.release_all()
     stats.models_loaded = len(measured_models)
     stats.seconds = time.perf_counter() - started
     return stats
@@ -199,6 +269,7 @@ def measure_model(
     device: str | None,
     data_dir: str | Path | None,
     seed: int,
+    allow_factories: Collection[str] = (),
 ) -> list[MeasuredValue]:
     """Compute ``measures`` on one model of the zoo at ``zoo_root``; write nothing.
 
@@ -206,7 +277,7 @@ def measure_model(
     model (checksum verified) and its dataset itself. Each measure's failure is a value with
     status "error", never an exception; a model that cannot be loaded raises.
     """
-    return list(iter_measure_model(zoo_root, model_id, measures, plugin_specs, device, data_dir, seed))
+    return list(iter_measure_model(zoo_root, model_id, measures, plugin_specs, device, data_dir, seed, allow_factories))
 
 
 def iter_measure_model(
@@ -217,6 +288,7 @@ def iter_measure_model(
     device: str | None,
     data_dir: str | Path | None,
     seed: int,
+    allow_factories: Collection[str] = (),
 ) -> Iterator[MeasuredValue]:
     """``measure_model``, one value at a time as each is computed (the local executor stores
     each value at once, so that a kill loses at most the measure in progress)."""
@@ -226,7 +298,7 @@ def iter_measure_model(
     resolved = resolve_measures(measures, plugin_specs)
     dev = resolve_device(device)
     zoo = Zoo(zoo_root)
-    model, record = zoo.load_model(model_id, device=dev)
+    model, record = zoo.load_model(model_id, device=dev, allow_factories=allow_factories)
     dataset = load_job_dataset(DatasetSpec.model_validate(record["dataset"]), data_dir)
     ctx = MeasureContext(
         model, dataset, HyperParams.model_validate(record["hyperparams"]), seed=seed, device=dev, record=record, zoo=zoo
@@ -258,7 +330,9 @@ def compute_value(ctx: MeasureContext, measure: Measure, *, model_id: str, check
     """Compute one value on ``ctx``; write nothing.
 
     A measure that raises gives status ``error`` with its one-line message (the caller goes on);
-    one that does not apply gives ``not_applicable``.
+    so does one that returns NaN or an infinity, which the measure contract excludes (stored as a
+    number, it would drop out of the scores without a footnote); one that does not apply gives
+    ``not_applicable``.
     """
     from icc_bench.zoo import versions
 
@@ -272,6 +346,8 @@ def compute_value(ctx: MeasureContext, measure: Measure, *, model_id: str, check
         status, error = "error", _one_line(e)
         if _debug():
             traceback.print_exc()
+    if status == "ok" and not math.isfinite(value):
+        status, error, value = "error", f"returned {value!r}; measures must return a finite float", None
     vers = versions()
     if measure.plugin is not None and measure.plugin.version:
         vers[measure.plugin.name] = measure.plugin.version

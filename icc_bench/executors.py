@@ -66,13 +66,16 @@ class LocalExecutor:
         data_dir: str | Path | None,
         seed: int,
         progress=None,
+        allow_factories: Sequence[str] = (),
     ) -> Iterator[list[MeasuredValue]]:
         from icc_bench.evaluate import iter_measure_model
 
         for task in tasks:
             if progress is not None:
                 progress.model(task.model_id)
-            for value in iter_measure_model(zoo_root, task.model_id, task.measures, plugin_specs, device, data_dir, seed):
+            for value in iter_measure_model(
+                zoo_root, task.model_id, task.measures, plugin_specs, device, data_dir, seed, allow_factories
+            ):
                 yield [value]
 
 
@@ -142,13 +145,15 @@ class RayExecutor:
         data_dir: str | Path | None,
         seed: int,
         progress=None,
+        allow_factories: Sequence[str] = (),
     ) -> Iterator[list[MeasuredValue]]:
         from icc_bench.evaluate import measure_model
 
         zoo_root = str(Path(zoo_root).resolve())
         data_dir = _absolute_data_dir(data_dir)
         calls = [
-            (task.model_id, measure_model, (zoo_root, task.model_id, task.measures, tuple(plugin_specs), device, data_dir, seed), {})
+            (task.model_id, measure_model,
+             (zoo_root, task.model_id, task.measures, tuple(plugin_specs), device, data_dir, seed, tuple(allow_factories)), {})
             for task in tasks
         ]
         for _, values in self._run("measuring", calls, device):

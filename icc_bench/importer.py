@@ -112,9 +112,11 @@ class ManifestError(SpecError):
 
     def __init__(self, source: Path | str, problems: list[str]):
         self.problems = problems
+        if len(problems) == 1:  # one problem, one line
+            super().__init__(f"{source}: {problems[0]}; nothing imported")
+            return
         lines = "\n".join(f"  {p}" for p in problems)
-        n = len(problems)
-        super().__init__(f"{source}: {n} problem{'s' if n > 1 else ''}, nothing imported:\n{lines}")
+        super().__init__(f"{source}: {len(problems)} problems, nothing imported:\n{lines}")
 
 
 # -- the schema ----------------------------------------------------------------------------------
@@ -294,11 +296,25 @@ def load_checkpoint(path: Path, key: str | None = None) -> dict[str, torch.Tenso
             return load_file(path)
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"{path.name}: not a readable safetensors file ({e})") from None
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (a legacy file is a pickle, which opens with PROTO, 0x80):
+    # anything else is not a checkpoint, whatever the unpickler would make of its bytes.
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":
+        raise CheckpointError(
+            f"{path.name}: not a checkpoint torch.load can read (neither the zip archive torch.save writes nor a "
+            f"pickle; it starts with {head!r}); save the weights with torch.save(model.state_dict(), path)"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         refused = re.search(r"GLOBAL ([\w.]+)", str(e))
-        what = f"it refers to {refused.group(1)}" if refused else str(e).strip().splitlines()[0]
+        if refused is None:  # a damaged file, not a refused object
+            raise CheckpointError(
+                f"{path.name}: not a checkpoint torch.load can read (its pickle is damaged or not torch's); "
+                "save the weights with torch.save(model.state_dict(), path)"
+            ) from None
+        what = f"it refers to {refused.group(1)}"
         raise CheckpointError(
             f"{path.name}: holds Python objects that torch.load(weights_only=True) refuses to unpickle ({what}); "
             "icc-bench never runs code from a checkpoint: save the weights alone, torch.save(model.state_dict(), path)"

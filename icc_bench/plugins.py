@@ -12,6 +12,10 @@ Where to look, in this order:
 
 A plugin that fails to import, or whose hook raises, is skipped and reported by name with a
 one-line error (``PluginSet.failures`` and a :class:`PluginWarning`); the others load regardless.
+A ``--plugin`` is different: the user asked for it by name, so a command that goes on without it
+would not be the command they ran. :func:`check_requested` turns its failure into a
+:class:`PluginError`, which the CLI prints as one line before stopping; an installed plugin that
+fails keeps the warning (it may have nothing to do with the command at hand).
 
 Environment variables (for debugging, as datasette and tox do):
 
@@ -76,6 +80,10 @@ class PluginWarning(UserWarning):
     """A plugin was skipped; the message names it and gives the error."""
 
 
+class PluginError(RuntimeError):
+    """A plugin the user named (``--plugin``) failed to load; the message names it, the error and what to do."""
+
+
 @dataclass
 class PluginSet:
     """The loaded plugins and what they registered.
@@ -92,6 +100,8 @@ class PluginSet:
         ``(plugin name, one-line error)`` for each plugin that was skipped.
     blocked : list of str
         Plugins found but not imported because ``ICC_BENCH_DISABLE_PLUGINS`` names them.
+    requested : dict of str to str
+        Plugin name -> the ``extra`` (``--plugin``) value that asked for it.
     """
 
     manager: pluggy.PluginManager
@@ -99,6 +109,17 @@ class PluginSet:
     loaded: list[PluginInfo] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    requested: dict[str, str] = field(default_factory=dict)
+
+
+def check_requested(plugins: PluginSet) -> None:
+    """Raise :class:`PluginError` when a plugin the user named (an ``extra`` of
+    :func:`load_plugins`) failed to load; installed plugins that failed are left to the warning."""
+    for name, message in plugins.failures:
+        if name in plugins.requested:
+            raise PluginError(
+                f"--plugin {plugins.requested[name]}: {message}; fix the plugin, or leave this --plugin out"
+            )
 
 
 def load_plugins(
@@ -134,7 +155,8 @@ def load_plugins(
         if name.strip():
             manager.set_blocked(name.strip())
 
-    plugins = PluginSet(manager)
+    extra = tuple(extra)
+    plugins = PluginSet(manager, requested={_extra_candidate(spec)[0]: spec for spec in extra})
     _import_and_register(plugins, _candidates(extra, builtins, entry_points))
     _run_registration_hooks(plugins)
     plugins.measures.freeze()

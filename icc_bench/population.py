@@ -3,7 +3,10 @@
 A job is one (configuration, seed). Its ``model_id`` is derived from the hyperparameters and the
 seed, so a re-run of the same spec finds the models it already has by name and trains only the
 missing ones. Workers (see ``icc_bench.executors``) only train and return results; the driver alone
-writes records, so two workers never race on the zoo.
+writes records, so two workers never race on the zoo. Two drivers on one zoo (two ``train`` or
+``evaluate`` commands) split the missing models between them: each claims a model with a lock file
+before training it (``icc_bench.claims``). A model already there whose files do not check out
+(an edited record, an altered or missing checkpoint) is reported, neither counted nor retrained.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,8 @@ from typing import Any
 import torch
 
 from icc_bench.config import ArchitectureSpec, DatasetSpec, HyperParams, PopulationSpec, Schedule, SpecError, load_spec
-from icc_bench.zoo import Zoo, versions
+from icc_bench.claims import Heartbeat, LockFiles, claimed_rounds
+from icc_bench.zoo import Zoo, ZooError, versions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +56,7 @@ def find_spec(name_or_path: str) -> PopulationSpec:
         import difflib
 
         close = difflib.get_close_matches(name_or_path, list(specs), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = f"; did you mean '{close[0]}'?" if close else "."
         raise SpecError(
             f"no population named '{name_or_path}'{hint} Known: {', '.join(specs) or 'none'} "
             f"(looked in {', '.join(map(str, spec_dirs()))}); or pass the path of a .toml spec"
@@ -143,6 +147,27 @@ def run_job(job: TrainJob, *, data_dir: str | Path | None, device: str | None, o
     return JobResult(job, record, result.state_dict, result.snapshots, result.predictions)
 
 
+def check_architecture(spec: PopulationSpec, dataset) -> None:
+    """Build each distinct network of ``spec`` on the meta device (shapes only, no memory, no
+    weights), so that an unknown architecture name or an option its builder refuses is a
+    ``SpecError`` before anything is written, not a crash after the first model's data is loaded."""
+    from icc_bench.models import build_model
+
+    seen = set()
+    for hp in spec.configurations():
+        shape = (hp.width, hp.depth, hp.dropout)  # all a builder reads from the hyperparameters
+        if shape in seen:
+            continue
+        seen.add(shape)
+        try:
+            with torch.device("meta"):
+                build_model(spec.architecture, hp, dataset.num_classes, tuple(dataset.input_shape))
+        except ValueError as e:  # the builders' contract: a bad name or option is a ValueError
+            raise SpecError(f"population '{spec.name}': field 'architecture': {e}") from None
+        except Exception:
+            continue
+
+
 # -- the driver -----------------------------------------------------------------------------------
 #: The spec fields that decide which models exist and how they were trained.
 TRAINING_FIELDS = ("dataset", "architecture", "schedule", "grid", "configs", "seeds")
@@ -157,10 +182,28 @@ class TrainSummary:
     remaining: int
     records: list[dict[str, Any]]
     seconds: float
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (model_id, why): files that do not check out
+    trained_elsewhere: int = 0  # by another process on the same zoo, while this one ran
 
 
 def pending(spec: PopulationSpec, zoo: Zoo) -> list[TrainJob]:
     return [job for job in expand(spec) if not zoo.has(job.model_id)]
+
+
+def refused_models(zoo: Zoo, model_ids: list[str]) -> dict[str, str]:
+    """The models among ``model_ids`` whose files do not check out (``Zoo.check_model``: an edited
+    record, a missing or altered checkpoint or predictions file), each with the one-line reason.
+
+    Such a model is not "already there": ``train_population`` neither counts it nor trains it
+    again over the evidence, and reports it; its files are the user's to restore or delete.
+    """
+    refused = {}
+    for model_id in model_ids:
+        try:
+            zoo.check_model(model_id)
+        except ZooError as e:
+            refused[model_id] = str(e)
+    return refused
 
 
 def train_population(
@@ -175,11 +218,20 @@ def train_population(
 ) -> TrainSummary:
     """Train every model of ``spec`` that ``<runs_dir>/<name>`` does not hold yet.
 
-    ``progress`` receives ``start(total, done)``, ``model_started(job)``, ``epoch(job, stats)`` and
-    ``model_done(job, record)`` calls (see ``icc_bench.cli``); ``None`` is silent.
+    The models already there are checked (``refused_models``); those whose files do not check
+    out are listed in the summary's ``refused`` and left alone. Each model is claimed with a lock
+    file before it is trained (``icc_bench.claims``), so that several processes training one zoo
+    split the models between them; one that has nothing left to claim waits for the models the
+    others are training, and trains any whose process died.
+
+    ``progress`` receives ``start(total, done)``, ``model_started(job)``, ``epoch(job, stats)``,
+    ``model_done(job, record)`` and, if it has it, ``waiting(n_models)`` calls (see
+    ``icc_bench.cli``); ``None`` is silent.
     """
     from icc_bench.executors import LocalExecutor
 
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit={limit}: give None (no limit) or 0 or more")
     zoo = Zoo(Path(runs_dir) / spec.name)
     existing = zoo.read_spec()
     spec_json = json.loads(spec.model_dump_json())
@@ -192,23 +244,56 @@ def train_population(
             f"(differs in: {', '.join(changed)}); use another --runs-dir or move the old zoo away"
         )
     jobs = expand(spec)
+    refused = refused_models(zoo, [job.model_id for job in jobs if zoo.has(job.model_id)])
     todo = [job for job in jobs if not zoo.has(job.model_id)]
-    already = len(jobs) - len(todo)
+    already = len(jobs) - len(todo) - len(refused)
     if limit is not None:
         todo = todo[:limit]
-    # Load (and validate) the dataset before anything is written, so bad input loses nothing.
-    load_job_dataset(spec.dataset, data_dir)
+    # Load (and validate) the dataset and the networks before anything is written, so bad input
+    # leaves nothing behind.
+    check_architecture(spec, load_job_dataset(spec.dataset, data_dir))
     zoo.write_spec(spec_json)
-    zoo.remove_partial_files()
     executor = executor or LocalExecutor()
     if progress is not None:
         progress.start(len(jobs), already)
     started = time.perf_counter()
-    trained = 0
-    for result in executor.train(todo, data_dir=data_dir, device=device, progress=progress):
-        zoo.write_model(result.record, result.state_dict, result.snapshots, result.predictions)
-        trained += 1
+    trained = elsewhere = 0
+    locks = LockFiles(zoo.models_dir)
+
+    def remaining(job: TrainJob) -> TrainJob | None:
+        return None if zoo.has(job.model_id) else job
+
+    def done_elsewhere(job: TrainJob, left: TrainJob | None) -> None:
+        nonlocal elsewhere
+        elsewhere += 1
         if progress is not None:
-            progress.model_done(result.job, result.record)
-    records = [zoo.read_record(job.model_id) for job in jobs if zoo.has(job.model_id)]
-    return TrainSummary(spec.name, len(jobs), already, trained, len(jobs) - len(records), records, time.perf_counter() - started)
+            progress.model_done(job, zoo.read_record(job.model_id))
+
+    def waiting(held: list[TrainJob]) -> None:
+        if progress is not None and hasattr(progress, "waiting"):
+            progress.waiting(len(held))
+
+    def cleared(claimed: Iterator[TrainJob]) -> Iterator[TrainJob]:
+        for job in claimed:
+            zoo.remove_partial_files(job.model_id)  # a killed writer's; ours to remove now that we hold the claim
+            yield job
+
+    try:
+        with Heartbeat(locks, locks.ttl / 4):
+            for claimed in claimed_rounds(
+                todo, locks, key=lambda job: job.model_id, remaining=remaining, on_done_elsewhere=done_elsewhere,
+                on_wait=waiting,
+            ):
+                for result in executor.train(cleared(claimed), data_dir=data_dir, device=device, progress=progress):
+                    zoo.write_model(result.record, result.state_dict, result.snapshots, result.predictions)
+                    locks.release(result.job.model_id)
+                    trained += 1
+                    if progress is not None:
+                        progress.model_done(result.job, result.record)
+    finally:
+        locks.release_all()
+    records = [zoo.read_record(job.model_id) for job in jobs if zoo.has(job.model_id) and job.model_id not in refused]
+    return TrainSummary(
+        spec.name, len(jobs), already, trained, len(jobs) - len(records), records, time.perf_counter() - started,
+        refused=sorted(refused.items()), trained_elsewhere=elsewhere,
+    )
