@@ -56,7 +56,7 @@ worst population, on how many populations it is best; :mod:`icc_bench.suite_scor
 The keys are those of the command line: a measure named here gets the population's
 ``[measure_settings]`` (as ``icc-bench evaluate`` applies them) and then the settings you pass, and
 its values are stored under ``(model, checkpoint sha256, measure, settings hash, seed)``
-(:func:`icc_bench.evaluate.result_hash`). Scoring options are those of ``icc-bench leaderboard``:
+(:func:`icc_bench.store.result_key`). Scoring options are those of ``icc-bench leaderboard``:
 ``target``, ``kendall``, ``bootstrap`` (draws; 0 for none), ``level``, ``references``.
 """
 
@@ -70,7 +70,8 @@ from typing import Any
 import pandas as pd
 
 from icc_bench.config import PopulationSpec, SpecError
-from icc_bench.evaluate import EvaluationStats, evaluate_zoo, result_hash, store_for
+from icc_bench.evaluate import EvaluationStats, evaluate_zoo, store_for
+from icc_bench.store import measure_key
 from icc_bench.leaderboard import Leaderboard, _sign_error_value
 from icc_bench.measure import Measure
 from icc_bench.plugins import PluginSet, load_plugins
@@ -216,8 +217,8 @@ class ZooResults:
         if not self.zoo.model_ids():
             return []
         with store_for(self.zoo) as store:
-            stored = {(r.measure, r.settings_hash) for r in store.results()}
-        return [m for m in candidates if (m.name, result_hash(m, self.seed)) in stored]
+            stored = {(r.measure, r.settings_hash, r.seed) for r in store.results()}
+        return [m for m in candidates if measure_key(m, self.seed) in stored]
 
     def values(self, measures: MeasureLike | Sequence[MeasureLike] | None = None) -> pd.DataFrame:
         """One row per model (index ``model_id``), one column per measure, from the store.

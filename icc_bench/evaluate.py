@@ -32,7 +32,7 @@ from typing import Any
 from icc_bench.config import DatasetSpec, HyperParams
 from icc_bench.measure import InvalidSettingsError, Measure, MeasureContext, NotApplicable, compute_measure
 from icc_bench.claims import Heartbeat, claimed_rounds
-from icc_bench.store import Leases, ResultStore
+from icc_bench.store import Leases, ResultKey, ResultStore, result_key
 from icc_bench.zoo import Zoo, ZooError
 
 STORE_NAME = "results.sqlite"
@@ -72,7 +72,8 @@ class MeasuredValue:
     model_id: str
     checkpoint_sha256: str
     measure: str
-    settings_hash: str  # result_hash(measure, seed)
+    settings_hash: str  # Measure.settings_hash
+    seed: int  # the evaluation seed: with the three fields above and the measure, the store key
     settings: dict[str, Any]
     status: str  # "ok", "error" or "not_applicable"
     value: float | None
@@ -129,20 +130,20 @@ def evaluate_zoo(
     sha = {r["model_id"]: r["checkpoint_sha256"] for r in records}
     with store_for(zoo) as store:
 
-        def key(model_id: str, name: str) -> tuple[str, str, str, str]:
-            return (model_id, sha[model_id], name, result_hash(by_name[name], seed))
+        def key(model_id: str, name: str) -> ResultKey:
+            return result_key(model_id, sha[model_id], by_name[name], seed)
 
         # Errors to compute again (--retry-errors): those stored before this run, told apart by
         # when they were stored from one another process computes again meanwhile.
         retry = {
-            (r.model_id, r.checkpoint_sha256, r.measure, r.settings_hash): r.created
+            ResultKey(r.model_id, r.checkpoint_sha256, r.measure, r.settings_hash, r.seed): r.created
             for r in (store.results() if retry_errors else ()) if r.status == "error"
         }
 
         def remaining(task: MeasureTask) -> MeasureTask | None:
             left = []
             for ref in task.measures:
-                row = store.get(*key(task.model_id, ref[0]))
+                row = store.get(key(task.model_id, ref[0]))
                 if row is None or retry.get(key(task.model_id, ref[0])) == row.created:
                     left.append(ref)
             if len(left) == len(task.measures):
@@ -313,19 +314,6 @@ def _debug() -> bool:
     return bool(os.environ.get("ICC_BENCH_DEBUG"))
 
 
-def result_hash(measure: Measure, seed: int = 0) -> str:
-    """The store's settings key of ``measure`` evaluated with ``seed``.
-
-    The seed picks the probe sample and every random draw, so it is part of what a value depends
-    on; seed 0 (the default) keeps the measure's plain settings hash.
-    """
-    if seed == 0:
-        return measure.settings_hash
-    import hashlib
-
-    return hashlib.sha256(f"{measure.settings_hash}:seed={seed}".encode()).hexdigest()[:16]
-
-
 def compute_value(ctx: MeasureContext, measure: Measure, *, model_id: str, checkpoint_sha256: str, seed: int = 0) -> MeasuredValue:
     """Compute one value on ``ctx``; write nothing.
 
@@ -352,11 +340,9 @@ def compute_value(ctx: MeasureContext, measure: Measure, *, model_id: str, check
     if measure.plugin is not None and measure.plugin.version:
         vers[measure.plugin.name] = measure.plugin.version
     settings = measure.settings.model_dump(mode="json")
-    if seed:
-        settings = {**settings, "_seed": seed}
     return MeasuredValue(
         model_id=model_id, checkpoint_sha256=checkpoint_sha256, measure=measure.name,
-        settings_hash=result_hash(measure, seed), settings=settings, status=status,
+        settings_hash=measure.settings_hash, seed=seed, settings=settings, status=status,
         value=value, error=error, seconds=time.perf_counter() - t0, versions=vers,
     )
 

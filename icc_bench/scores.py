@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 
 from icc_bench.config import AXES, COMPOSITE_AXES, HyperParams
-from icc_bench.evaluate import result_hash, store_for
+from icc_bench.evaluate import store_for
 from icc_bench.leaderboard import Leaderboard, MeasureRow, Point
 from icc_bench.measure import Measure
 from icc_bench.reference import REFERENCE_FAMILY, reference_rows
 from icc_bench.scoring import conditional_mutual_information, granulated_kendall, target_values
 from icc_bench.sign_error import sign_error
-from icc_bench.store import ResultStore
+from icc_bench.store import ResultStore, measure_key
 from icc_bench.uncertainty import (
     BootstrapSettings,
     cmi_draws,
@@ -85,7 +85,7 @@ def measure_values(store: ResultStore, models: pd.DataFrame, measure: Measure, s
     the not-applicable reason when it applies to no model."""
     by_key = {
         (r.model_id, r.checkpoint_sha256): r
-        for r in store.results([(measure.name, result_hash(measure, seed))])
+        for r in store.results([measure_key(measure, seed)])
     }
     values = np.full(len(models), math.nan)
     errors: list[tuple[str, str]] = []

@@ -22,16 +22,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from icc_bench.claims import TTL, Owner
 
-SCHEMA = """
+if TYPE_CHECKING:
+    from icc_bench.measure import Measure
+
+RESULTS_TABLE = """
 CREATE TABLE IF NOT EXISTS results (
     model_id          TEXT NOT NULL,
     checkpoint_sha256 TEXT NOT NULL,
     measure           TEXT NOT NULL,
-    settings_hash     TEXT NOT NULL,
+    settings_hash     TEXT NOT NULL,   -- Measure.settings_hash: the measure's name and settings
+    seed              INTEGER NOT NULL,-- the evaluation seed (probe sample, random draws)
     settings          TEXT NOT NULL,   -- canonical JSON of the settings
     status            TEXT NOT NULL CHECK (status IN ('ok', 'error', 'not_applicable')),
     value             REAL,
@@ -39,8 +43,10 @@ CREATE TABLE IF NOT EXISTS results (
     seconds           REAL,
     versions          TEXT,            -- JSON: icc-bench, plugin, torch
     created           TEXT NOT NULL,
-    PRIMARY KEY (model_id, checkpoint_sha256, measure, settings_hash)
-);
+    PRIMARY KEY (model_id, checkpoint_sha256, measure, settings_hash, seed)
+)
+"""
+SCHEMA = RESULTS_TABLE + """;
 CREATE TABLE IF NOT EXISTS claims (
     model_id TEXT PRIMARY KEY,       -- the model whose missing values a process is measuring
     host     TEXT NOT NULL,
@@ -51,12 +57,34 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 
+class ResultKey(NamedTuple):
+    """What a stored value is keyed by: the model (and the exact checkpoint bytes), the measure with
+    its settings, and the evaluation seed. Build it with :func:`result_key`, the one place that does."""
+
+    model_id: str
+    checkpoint_sha256: str
+    measure: str
+    settings_hash: str
+    seed: int
+
+
+def measure_key(measure: Measure, seed: int) -> tuple[str, str, int]:
+    """(name, settings hash, seed): the part of a :class:`ResultKey` that names one measure's values."""
+    return (measure.name, measure.settings_hash, int(seed))
+
+
+def result_key(model_id: str, checkpoint_sha256: str, measure: Measure, seed: int) -> ResultKey:
+    """The store key of ``measure``'s value on one model, evaluated with ``seed``."""
+    return ResultKey(model_id, checkpoint_sha256, *measure_key(measure, seed))
+
+
 @dataclass(frozen=True)
 class Result:
     model_id: str
     checkpoint_sha256: str
     measure: str
     settings_hash: str
+    seed: int
     settings: dict[str, Any]
     status: str
     value: float | None
@@ -75,6 +103,7 @@ class ResultStore:
         self._db = sqlite3.connect(self.path, timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        _migrate_seed_column(self._db)
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -93,6 +122,7 @@ class ResultStore:
         checkpoint_sha256: str,
         measure: str,
         settings_hash: str,
+        seed: int,
         settings: dict[str, Any],
         status: str,
         value: float | None = None,
@@ -103,42 +133,86 @@ class ResultStore:
         """Insert or replace one result and commit it at once."""
         with self._db:
             self._db.execute(
-                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO results ({COLUMNS}) VALUES ({', '.join('?' * len(COLUMNS.split(', ')))})",
                 (
-                    model_id, checkpoint_sha256, measure, settings_hash,
+                    model_id, checkpoint_sha256, measure, settings_hash, int(seed),
                     json.dumps(settings, sort_keys=True), status, value, error, seconds,
                     json.dumps(versions or {}, sort_keys=True),
                     datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 ),
             )
 
-    def get(self, model_id: str, checkpoint_sha256: str, measure: str, settings_hash: str) -> Result | None:
+    def get(self, key: ResultKey) -> Result | None:
         row = self._db.execute(
-            "SELECT * FROM results WHERE model_id=? AND checkpoint_sha256=? AND measure=? AND settings_hash=?",
-            (model_id, checkpoint_sha256, measure, settings_hash),
+            f"SELECT {COLUMNS} FROM results WHERE model_id=? AND checkpoint_sha256=? AND measure=? AND settings_hash=? AND seed=?",
+            tuple(key),
         ).fetchone()
         return _result(row) if row else None
 
-    def keys(self) -> set[tuple[str, str, str, str]]:
-        """(model_id, checkpoint_sha256, measure, settings_hash) of every stored row."""
-        return set(self._db.execute("SELECT model_id, checkpoint_sha256, measure, settings_hash FROM results"))
+    def keys(self) -> set[ResultKey]:
+        """The :class:`ResultKey` of every stored row."""
+        return {ResultKey(*row) for row in self._db.execute("SELECT model_id, checkpoint_sha256, measure, settings_hash, seed FROM results")}
 
-    def results(self, measures: Iterable[tuple[str, str]] | None = None) -> list[Result]:
-        """Every row, or only those of the given (measure, settings_hash) pairs."""
-        rows = self._db.execute("SELECT * FROM results ORDER BY measure, model_id").fetchall()
+    def results(self, measures: Iterable[tuple[str, str, int]] | None = None) -> list[Result]:
+        """Every row, or only those of the given :func:`measure_key` triples."""
+        rows = self._db.execute(f"SELECT {COLUMNS} FROM results ORDER BY measure, model_id").fetchall()
         out = [_result(r) for r in rows]
         if measures is not None:
             wanted = set(measures)
-            out = [r for r in out if (r.measure, r.settings_hash) in wanted]
+            out = [r for r in out if (r.measure, r.settings_hash, r.seed) in wanted]
         return out
 
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
 
 
+COLUMNS = "model_id, checkpoint_sha256, measure, settings_hash, seed, settings, status, value, error, seconds, versions, created"
+
+
 def _result(row: tuple) -> Result:
-    (model_id, sha, measure, shash, settings, status, value, error, seconds, versions, created) = row
-    return Result(model_id, sha, measure, shash, json.loads(settings), status, value, error, seconds, json.loads(versions or "{}"), created)
+    (model_id, sha, measure, shash, seed, settings, status, value, error, seconds, versions, created) = row
+    return Result(model_id, sha, measure, shash, seed, json.loads(settings), status, value, error, seconds,
+                  json.loads(versions or "{}"), created)
+
+
+def _migrate_seed_column(db: sqlite3.Connection) -> None:
+    """Bring a store written before the seed was a key column to today's schema, in one transaction.
+
+    Such a store kept a seed-0 value under the measure's plain settings hash, and a value of seed
+    s != 0 under a hash of "<settings hash>:seed=<s>" with ``"_seed": s`` added to its settings.
+    Each row becomes (plain settings hash, seed), its settings without ``_seed``; the plain hash is
+    recomputed exactly as ``Measure.settings_hash`` computes it, from the measure's name and settings.
+    """
+    import hashlib
+
+    columns = [row[1] for row in db.execute("PRAGMA table_info(results)")]
+    if not columns or "seed" in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")  # DDL too: Python's sqlite3 opens no transaction for it by itself
+    try:
+        if "seed" in [row[1] for row in db.execute("PRAGMA table_info(results)")]:
+            db.commit()  # another process migrated it while this one waited for the lock
+            return
+        rows = db.execute(
+            "SELECT model_id, checkpoint_sha256, measure, settings_hash, settings, status, value, error, seconds, versions, created FROM results"
+        ).fetchall()
+        db.execute("ALTER TABLE results RENAME TO results_before_seed_column")
+        db.execute(RESULTS_TABLE)  # execute, not executescript, which would commit the rename alone
+        for model_id, sha, measure, shash, settings_json, *rest in rows:
+            settings = json.loads(settings_json)
+            seed = int(settings.pop("_seed", 0))
+            if seed:
+                canonical = json.dumps({"measure": measure, "settings": settings}, sort_keys=True, separators=(",", ":"))
+                shash = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+            db.execute(
+                f"INSERT OR REPLACE INTO results ({COLUMNS}) VALUES ({', '.join('?' * 12)})",
+                (model_id, sha, measure, shash, seed, json.dumps(settings, sort_keys=True), *rest),
+            )
+        db.execute("DROP TABLE results_before_seed_column")
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
 
 
 class Leases:

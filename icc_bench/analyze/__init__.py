@@ -128,7 +128,8 @@ def compute_values(
     such. The difference: representations are read from ``cache`` (and computed into it once),
     so a checkpoint whose values are all stored is not even loaded.
     """
-    from icc_bench.evaluate import compute_and_store, result_hash, store_for
+    from icc_bench.evaluate import compute_and_store, store_for
+    from icc_bench.store import result_key
     from icc_bench.representations_cache import open_context
 
     with store_for(zoo) as store:
@@ -137,7 +138,7 @@ def compute_values(
         stored = 0
         for checkpoint, measures in work:
             unique = list({(m.name, m.settings_hash): m for m in measures}.values())
-            missing = [m for m in unique if (checkpoint.key, checkpoint.sha256, m.name, result_hash(m, seed)) not in done]
+            missing = [m for m in unique if result_key(checkpoint.key, checkpoint.sha256, m, seed) not in done]
             stored += len(unique) - len(missing)
             if missing:
                 todo.append((checkpoint, missing))

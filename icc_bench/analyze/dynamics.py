@@ -79,6 +79,7 @@ def dynamics(
         for curve rows) and ``final_test_accuracy``.
     """
     from icc_bench.evaluate import store_for
+    from icc_bench.store import result_key
 
     if not model_ids:
         raise AnalysisError("--models: name at least one model id")
@@ -94,7 +95,7 @@ def dynamics(
             model_id, final = record["model_id"], record["test_accuracy"]
             for epoch, checkpoint in schedule[model_id]:
                 for m in measures:
-                    result = store.get(checkpoint.key, checkpoint.sha256, m.name, m.settings_hash)
+                    result = store.get(result_key(checkpoint.key, checkpoint.sha256, m, seed))
                     rows.append({
                         "model_id": model_id, "epoch": epoch, "quantity": m.name,
                         "value": result.value if result.status == "ok" else np.nan, "status": result.status,
