@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from icc_bench.measure import Measure
 
-BUILTIN_PLUGINS: tuple[str, ...] = ("icc_intraclass", "icc_sharpness")
+BUILTIN_PLUGINS: tuple[str, ...] = ("icc_intraclass", "icc_sharpness", "icc_pgdl")
 ENTRY_POINT_GROUP = "icc_bench"
 DISABLE_ENV = "ICC_BENCH_DISABLE_PLUGINS"
 TRACE_ENV = "ICC_BENCH_TRACE_PLUGINS"
