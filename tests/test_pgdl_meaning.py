@@ -158,9 +158,13 @@ def test_a_network_that_reads_left_from_right_pays_the_flip_penalties():
     g = generator()
     x = 0.1 * torch.randn(40, 1, 16, 16, generator=g)
     x[..., :8] += torch.where(torch.arange(40) % 2 == 0, 1.0, -1.0).view(-1, 1, 1, 1)
-    value = augment_robustness(LeftOrRight(), x, torch.zeros(40, dtype=torch.int64), AugmentRobustnessSettings(), g)
+    labels = torch.zeros(40, dtype=torch.int64)
+    value = augment_robustness(LeftOrRight(), x, labels, AugmentRobustnessSettings(), generator())
     # The flip, and the flip with saturation (the identity on one channel), change every class.
     assert value >= PENALTIES[0] + PENALTIES[5]
+    # Every image's augmentations are drawn before batching: the batch size is a memory knob only.
+    batched = augment_robustness(LeftOrRight(), x, labels, AugmentRobustnessSettings(batch_size=7), generator())
+    assert batched == pytest.approx(value, rel=1e-12)
 
 
 # -- label variation ----------------------------------------------------------------------------

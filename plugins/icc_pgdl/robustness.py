@@ -24,6 +24,8 @@ the sources and readings):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -48,25 +50,38 @@ BRIGHTNESS_DELTA = 0.5
 CROP_FRACTION = 0.9
 
 
-def augmented_views(x: Tensor, generator: torch.Generator) -> list[Tensor]:
-    """The seven augmented copies of a (B, C, H, W) batch, in the order of :data:`PENALTIES`.
+@dataclass(frozen=True)
+class ViewParameters:
+    """The random parameters of the seven views of ``n`` images (CPU tensors, one row per image)."""
 
-    Random parameters are drawn from ``generator`` in a fixed order: the saturation factors of
-    view 2, those of view 6, then the erasing boxes of view 7.
-    """
-    n, _, height, width = x.shape
-    saturation = draw_uniform(n, *SATURATION_RANGE, generator)
-    flip_saturation = draw_uniform(n, *SATURATION_RANGE, generator)
-    boxes = draw_erase_boxes(n, height, width, generator)
+    saturation: Tensor  # (n,) factor of view 2
+    flip_saturation: Tensor  # (n,) factor of view 6
+    erase_boxes: Tensor  # (n, 4) box of view 7: top, left, height, width
+
+    @classmethod
+    def draw(cls, n: int, height: int, width: int, generator: torch.Generator) -> ViewParameters:
+        """Draw in a fixed order: view 2's factors, view 6's, then view 7's boxes."""
+        return cls(
+            draw_uniform(n, *SATURATION_RANGE, generator),
+            draw_uniform(n, *SATURATION_RANGE, generator),
+            draw_erase_boxes(n, height, width, generator),
+        )
+
+    def __getitem__(self, rows: Tensor) -> ViewParameters:
+        return ViewParameters(self.saturation[rows], self.flip_saturation[rows], self.erase_boxes[rows])
+
+
+def augmented_views(x: Tensor, parameters: ViewParameters) -> list[Tensor]:
+    """The seven augmented copies of a (B, C, H, W) batch, in the order of :data:`PENALTIES`."""
     flipped = flip_left_right(x)
     return [
         flipped,
-        adjust_saturation(x, saturation),
+        adjust_saturation(x, parameters.saturation),
         central_crop_resize(x, CROP_FRACTION),
         sobel_dx(x),
         adjust_brightness(x, BRIGHTNESS_DELTA),
-        adjust_saturation(flipped, flip_saturation),
-        erase(x, boxes),
+        adjust_saturation(flipped, parameters.flip_saturation),
+        erase(x, parameters.erase_boxes),
     ]
 
 
@@ -113,14 +128,17 @@ def augment_robustness(
         Their labels: they only fix the order of the samples (the measure does not read them).
     settings : AugmentRobustnessSettings
     generator : torch.Generator
-        CPU generator: the subset and order first, then each batch's augmentation parameters.
+        CPU generator: the subset and its order first, then the augmentation parameters of every
+        image (so the batch size changes no value).
     """
     n = len(x) if settings.samples is None else min(settings.samples, len(x))
     order = seeded_stream(x, labels, n, generator)
+    parameters = ViewParameters.draw(n, x.shape[-2], x.shape[-1], generator)
     total = 0.0
-    for batch in order.split(settings.batch_size):
-        images = x[batch.to(x.device)]
+    for rows in torch.arange(n).split(settings.batch_size):
+        images = x[order[rows].to(x.device)]
         original = logits(model, images, batch_size=settings.batch_size)
-        augmented = [logits(model, view, batch_size=settings.batch_size) for view in augmented_views(images, generator)]
+        views = augmented_views(images, parameters[rows])
+        augmented = [logits(model, view, batch_size=settings.batch_size) for view in views]
         total += float(augmentation_penalty(original, augmented).sum())
     return total / n

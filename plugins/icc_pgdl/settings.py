@@ -84,7 +84,9 @@ class AugmentRobustnessSettings(_Settings):
         description="training images scored (their 201 batches of 64 = 12864); None = all. A seeded subset "
         "when the training set is larger",
     )
-    batch_size: int = Field(default=64, ge=1, description="images per forward pass (theirs: 64; values do not depend on it)")
+    batch_size: int = Field(
+        default=500, ge=1, description="images per forward pass (theirs: 64; a memory knob, values do not depend on it)"
+    )
 
 
 class LabelVariationSettings(_Settings):
