@@ -72,8 +72,8 @@ class LabelwiseMixupSettings(_Settings):
     batch_size: int = Field(default=500, ge=1, description="images per forward pass (a memory knob; values do not depend on it)")
 
 
-class DaviesBouldinMixupSettings(DaviesBouldinSettings, LabelwiseMixupSettings):
-    """pgdl_dbi_mixup: the product of the two, with the settings of both."""
+class DaviesBouldinMixupSettings(LabelwiseMixupSettings, DaviesBouldinSettings):
+    """pgdl_dbi_mixup: the product of the two, with the settings of both (the index's listed first)."""
 
 
 class AugmentRobustnessSettings(_Settings):
