@@ -258,3 +258,18 @@ def test_the_first_place_measure_is_the_product_of_its_factors(vgg_and_images):
         values[name] = compute_measure(measure.with_settings(**overrides), ctx)
     assert values["pgdl_dbi"] > 0 and values["pgdl_mixup"] > 0
     assert values["pgdl_dbi_mixup"] == pytest.approx(values["pgdl_dbi"] * values["pgdl_mixup"], rel=1e-12)
+
+
+def test_batch_sizes_change_no_value(vgg_and_images):
+    model, _ = vgg_and_images
+    g = generator()
+    y = torch.arange(48) % 3
+    x = y.view(-1, 1, 1, 1).float() + torch.randn(48, 3, 8, 8, generator=g)
+    for run, settings in (
+        (labelwise_mixup, LabelwiseMixupSettings(groups=2, mixup_loss="cross_entropy")),
+        (first_layer_davies_bouldin, DaviesBouldinSettings(windows=3, window_size=24)),
+        (augment_robustness, AugmentRobustnessSettings()),
+    ):
+        whole = run(model, x, y, settings, generator())
+        in_sevens = run(model, x, y, settings.model_copy(update={"batch_size": 7}), generator())
+        assert in_sevens == pytest.approx(whole, rel=1e-5), run.__name__

@@ -129,19 +129,23 @@ def first_layer_davies_bouldin(
         Their training labels.
     settings : DaviesBouldinSettings
     generator : torch.Generator
-        CPU generator: the stream of windows first, then each window's augmentation.
+        CPU generator: the stream of windows first, then the augmentation of every image in it.
     """
     stream = seeded_stream(x, labels, settings.windows * settings.window_size, generator)
+    images = x[stream.to(x.device)]
+    if settings.augment:
+        images = natekar_augment(images, generator)
+    # The whole stream goes through the stem batch_size images at a time, pooled as it comes out.
+    features = torch.cat([
+        pooled_features(first_convolution_output(model, chunk, batch_size=settings.batch_size), settings.pool)
+        for chunk in images.split(settings.batch_size)
+    ])
+    stream_labels = labels[stream.to(labels.device)]
     values = []
-    for window in stream.split(settings.window_size):
-        window_labels = labels[window.to(labels.device)]
-        if not 1 < torch.unique(window_labels).numel() < len(window):
-            continue  # one class, or one sample per class: no Davies-Bouldin index
-        images = x[window.to(x.device)]
-        if settings.augment:
-            images = natekar_augment(images, generator)
-        maps = first_convolution_output(model, images, batch_size=settings.batch_size)
-        values.append(davies_bouldin(pooled_features(maps, settings.pool), window_labels, pair_reduction=settings.pair_reduction))
+    for window_features, window_labels in zip(features.split(settings.window_size), stream_labels.split(settings.window_size)):
+        if not 1 < torch.unique(window_labels).numel() < len(window_labels):
+            continue  # one class, or one image per class: no Davies-Bouldin index
+        values.append(davies_bouldin(window_features, window_labels, pair_reduction=settings.pair_reduction))
     if not values:
         raise NotApplicable("every window of training images holds a single class; the Davies-Bouldin index needs two")
     return sum(values) / len(values)

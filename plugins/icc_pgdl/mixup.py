@@ -102,14 +102,18 @@ def labelwise_mixup(
         CPU generator of the seeded order of the samples.
     """
     order = seeded_stream(x, labels, len(labels), generator)
-    per_class = []
-    for label, chunks in class_groups(order, labels, settings.group_size, settings.groups).items():
-        losses = []
-        for chunk in chunks:
-            mixed = mix_all_pairs(x[chunk.to(x.device)])
-            outputs = logits(model, mixed, batch_size=settings.batch_size)
-            losses.append(class_loss(outputs, label, mixup_loss=settings.mixup_loss))
-        per_class.append(sum(losses) / len(losses))
-    if not per_class:
+    groups = [(label, chunk) for label, chunks in class_groups(order, labels, settings.group_size, settings.groups).items() for chunk in chunks]
+    if not groups:
         raise NotApplicable("no class has two training images to mix")
+    # Groups go through the network together, about batch_size mixed images at a time.
+    losses: dict[int, list[float]] = {}
+    pending: list[tuple[int, Tensor]] = []
+    for index, (label, chunk) in enumerate(groups):
+        pending.append((label, mix_all_pairs(x[chunk.to(x.device)])))
+        if sum(len(m) for _, m in pending) >= settings.batch_size or index == len(groups) - 1:
+            outputs = logits(model, torch.cat([m for _, m in pending]), batch_size=settings.batch_size)
+            for (group_label, _), group_outputs in zip(pending, outputs.split([len(m) for _, m in pending])):
+                losses.setdefault(group_label, []).append(class_loss(group_outputs, group_label, mixup_loss=settings.mixup_loss))
+            pending = []
+    per_class = [sum(values) / len(values) for values in losses.values()]
     return sum(per_class) / len(per_class)
