@@ -11,6 +11,11 @@ Readings (the package docstring gives the sources): batches of ``batch_size`` im
 order (:mod:`icc_pgdl.sampling`), the incomplete last one dropped, at most ``batches`` of them; a
 training set smaller than one batch gives one graph of all of it. The label variation is divided by
 their constant ``2 * 50 * 1000``, which changes no ranking.
+
+On easy data the measure can be exactly 0: on the quick population's first model (training
+accuracy 1.0 on the synthetic hierarchy, 4 classes), every one of 500 training images has its 20
+nearest neighbours in its own class in all three representations, so no edge crosses classes.
+Models that all score 0 tie.
 """
 
 from __future__ import annotations
