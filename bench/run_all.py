@@ -62,6 +62,11 @@ def _intraclass_cost(out: str) -> list[str]:
     return [f"c1-c4 together: {m['passes']} probe forward passes {m['target'].strip()}".strip()] if m else []
 
 
+def _pgdl_cost(out: str) -> list[str]:
+    rows = re.finditer(r"^(?P<name>pgdl_\w+)\s+[\d.]+\s+[\d.]+\s+(?P<wall>[\d.]+)\s+(?P<cpu>[\d.]+)\s+(?P<images>\d+)", out, re.M)
+    return [f"{m['name']}: {m['cpu']}x CPU, {m['wall']}x wall, {m['images']} images" for m in rows]
+
+
 def _lines_naming_a_ratio(out: str) -> list[str]:
     return [line.strip() for line in out.splitlines() if re.search(r"\b(ratio|speedup)\b", line, re.I)]
 
@@ -118,6 +123,15 @@ BENCHMARKS: dict[str, Benchmark] = {
             "measure shares); it trains the quick population's first model into the scratch folder first",
             reading="seconds of c1-c4 together / seconds of one probe forward pass; lower is better, target < 2",
             ratios=_intraclass_cost,
+        ),
+        Benchmark(
+            "pgdl_cost.py",
+            args=("--runs-dir", SCRATCH),
+            reference="one forward pass of the whole training set through the model (logits, eval mode); it trains "
+            "the quick population's first model into the scratch folder first",
+            reading="seconds of each PGDL winners' measure / seconds of that forward pass, process CPU and wall; "
+            "lower is better",
+            ratios=_pgdl_cost,
         ),
     )
 }

@@ -60,6 +60,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "icc_norms",
     "icc_spectral",
     "icc_disagreement",
+    "icc_pgdl",
 )
 ENTRY_POINT_GROUP = "icc_bench"
 DISABLE_ENV = "ICC_BENCH_DISABLE_PLUGINS"
