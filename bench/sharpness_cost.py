@@ -125,7 +125,7 @@ class LoopEvaluator:
 def loop_search(evaluator: LoopEvaluator, settings: SharpnessSearchSettings, accuracy_at: Callable[[float], float]):
     evaluator.load(evaluator.weights)
     reference = evaluator.accuracy()
-    return search_scale(lambda scale: reference - accuracy_at(scale), settings)
+    return search_scale(lambda scale, above: reference - accuracy_at(scale), settings)
 
 
 def loop_sigma_prime(model, x, y, settings: RandomPerturbationSettings, generator) -> tuple[float, PassCount]:

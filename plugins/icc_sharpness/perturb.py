@@ -297,7 +297,7 @@ def worst_case_perturbation(
 
 def _bisect(evaluator: PerturbedEvaluator, settings: SharpnessSearchSettings, accuracy_at) -> tuple[float, SearchResult]:
     reference = evaluator.unperturbed_accuracy()
-    search = search_scale(lambda scale: reference - accuracy_at(scale), settings)
+    search = search_scale(lambda scale, above: reference - accuracy_at(scale), settings)
     return reference, search
 
 
