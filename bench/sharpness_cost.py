@@ -1,10 +1,11 @@
 """Cost of the four sharpness measures: the batched implementation against a straightforward loop.
 
-    python bench/sharpness_cost.py [--samples 600] [--epochs 15] [--threads 2]
+    python bench/sharpness_cost.py [--epochs 20] [--threads 2]
 
-Trains one small VGG (width 8) on scikit-learn's digits upsampled to 16x16 (bundled with
-scikit-learn, nothing downloaded), then computes sigma', sigma'', alpha', alpha'' with the SPEC §3
-defaults twice:
+Trains the base configuration of ``model_zoo/quick.toml`` (VGG width 8, its first grid point, on the
+embedded synthetic hierarchy: 600 training images, 3 x 16 x 16, nothing downloaded) with a plain
+SGD loop and the spec's schedule, then computes sigma', sigma'', alpha', alpha'' with the SPEC §3
+defaults (not quick's laptop overrides) twice:
 
 - batched: ``icc_sharpness.perturb`` (all Monte Carlo draws, or all ascent restarts, in one vmapped
   call per data chunk);
@@ -22,16 +23,18 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from torch import Tensor, nn
 
-from icc_bench.config import ArchitectureSpec, HyperParams
+from icc_bench.config import PopulationSpec, load_spec
+from icc_bench.data import load_dataset
 from icc_bench.models import build_model
 from icc_sharpness.perturb import (
     PassCount,
@@ -47,29 +50,16 @@ from icc_sharpness.search import search_scale
 from icc_sharpness.settings import RandomPerturbationSettings, SharpnessSearchSettings, WorstCasePerturbationSettings
 
 SEED = 0
+QUICK = Path(__file__).resolve().parents[1] / "model_zoo" / "quick.toml"
 
 
-def digits_16x16(samples: int) -> tuple[Tensor, Tensor]:
-    digits = load_digits()
-    x = torch.tensor(digits.images[:samples], dtype=torch.float32).unsqueeze(1)  # (N, 1, 8, 8)
-    x = F.interpolate(x, size=16, mode="bilinear", align_corners=False)  # (N, 1, 16, 16)
-    return (x - x.mean()) / x.std(), torch.tensor(digits.target[:samples])
-
-
-def train_vgg(x: Tensor, y: Tensor, epochs: int) -> nn.Module:
-    hp = HyperParams(
-        learning_rate=0.05,
-        batch_size=100,
-        weight_decay=0.0,
-        optimizer="sgd",
-        dropout=0.0,
-        augmentation=False,
-        width=1.0,
-        depth=1.0,
-    )
+def train_quick_base(spec: PopulationSpec, x: Tensor, y: Tensor, num_classes: int, epochs: int) -> nn.Module:
+    """The quick population's base configuration (SGD, no dropout, no augmentation), plainly trained."""
+    hp = spec.configurations()[0]
     torch.manual_seed(SEED)
-    model = build_model(ArchitectureSpec(name="vgg", base_width=8), hp, 10, tuple(x.shape[1:]))
-    optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=0.9)
+    model = build_model(spec.architecture, hp, num_classes, tuple(x.shape[1:]))
+    optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=0.9, weight_decay=hp.weight_decay)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(spec.schedule.milestones), spec.schedule.gamma)
     order = torch.Generator().manual_seed(SEED)
     for _ in range(epochs):
         model.train()
@@ -78,6 +68,7 @@ def train_vgg(x: Tensor, y: Tensor, epochs: int) -> nn.Module:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        schedule.step()
     return model.eval()
 
 
@@ -173,20 +164,24 @@ def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=600)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: quick's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    x, y = digits_16x16(args.samples)
-    (model, train_s, _) = timed(lambda: train_vgg(x, y, args.epochs))
+    print("load average (1, 5, 15 min) at start: {:.2f} / {:.2f} / {:.2f}".format(*os.getloadavg()))
+    spec = load_spec(QUICK)
+    data = load_dataset(spec.dataset)
+    x, y = data.x_train, data.y_train
+    epochs = args.epochs or spec.schedule.epochs
+    (model, train_s, _) = timed(lambda: train_quick_base(spec, x, y, data.num_classes, epochs))
     with torch.no_grad():
         train_acc = float((model(x).argmax(1) == y).float().mean())
     print(
-        f"VGG width 8, {len(x)} digits 16x16, {args.epochs} epochs in {train_s:.1f} s, training accuracy {train_acc:.3f}, "
-        f"{torch.get_num_threads()} threads"
+        f"quick base configuration: {spec.architecture.name} width {spec.architecture.base_width}, {len(x)} "
+        f"{spec.dataset.name} images {tuple(x.shape[1:])}, {epochs} epochs in {train_s:.1f} s, "
+        f"training accuracy {train_acc:.3f}, {torch.get_num_threads()} threads"
     )
 
     cases = (
@@ -223,6 +218,7 @@ def main() -> None:
             f"{l_wall / b_wall:7.2f} {l_cpu / b_cpu:7.2f}"
         )
     print(f"all four measures, batched: {total_wall:.1f} s wall, {total_cpu:.1f} s CPU (target: <= 30 s on 2 cores)")
+    print("load average (1, 5, 15 min) at end: {:.2f} / {:.2f} / {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
