@@ -18,6 +18,7 @@ from torch import nn
 
 import icc_sharpness
 from icc_sharpness import perturb
+from icc_sharpness.drop_curve import DropCurve
 from icc_sharpness.perturb import (
     PerturbedEvaluator,
     alpha_prime,
@@ -366,6 +367,92 @@ def test_alpha_prime_drop_is_reproduced_by_a_plain_implementation_and_by_fresh_r
     assert fresh_drop(1.2 * result.scale, 104) > settings.target_deviation + settings.tolerance
 
 
+# --- counting only as far as the search needs ------------------------------------------------
+
+
+def _gaussian_curve(model, x, y, variant: str, draws: int, vectorize: bool):
+    evaluator = PerturbedEvaluator(model, x, y, variant=variant, batch_size=BATCH, vectorize=vectorize)
+    noise = perturb.gaussian_noise(evaluator.weights, evaluator.perturbed_names, draws, _generator(0))
+
+    def perturbation(sigma, copies):
+        return perturb.gaussian_perturbation(evaluator.weights, {n: z[copies.start : copies.stop] for n, z in noise.items()}, sigma, 0.0)
+
+    return evaluator, DropCurve(evaluator, perturbation, draws, aggregate="mean")
+
+
+@pytest.mark.parametrize("vectorize", [False, True])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_drop_far_above_the_level_stops_early_and_resumes_to_the_full_count(trained, data, variant, vectorize):
+    x, y = data
+    evaluator, curve = _gaussian_curve(trained, x, y, variant, draws=4, vectorize=vectorize)
+    _, fresh = _gaussian_curve(trained, x, y, variant, draws=4, vectorize=vectorize)
+    full = fresh(1.0, math.inf)  # every sample of every draw
+    plain = _plain_gaussian_drops(trained, x, y, variant, 1.0, 0.0, _unstack(_noise_of(trained, variant, 4)))
+    assert full == pytest.approx(float(plain.mean()), abs=1e-6)  # float32 rounding; one sample is 1/768
+
+    spent = evaluator.passes.forward_evaluations
+    early = curve(1.0, 0.11)
+    assert isinstance(early, LowerBound) and 0.11 < early <= full
+    first = evaluator.passes.forward_evaluations - spent
+    assert first < 4 * len(evaluator.accuracy_chunks)  # not every (draw, chunk) was counted
+    assert curve(1.0, math.inf) == full and not isinstance(curve(0.0, math.inf), LowerBound)
+    # The second request counted the rest only (and the request at 0 its own full count).
+    assert evaluator.passes.forward_evaluations - spent == 2 * 4 * len(evaluator.accuracy_chunks)
+
+
+def _noise_of(model, variant, draws):
+    weights = dict(model.named_parameters())
+    return perturb.gaussian_noise(weights, perturbed_parameter_names(model, variant), draws, _generator(0))
+
+
+def test_one_restart_beyond_the_level_decides_the_worst_case_without_the_others(trained, data):
+    x, y = data
+    settings = _worst_settings("all_params_bn_eval", restarts=3, ascent_steps=4)
+    evaluator = PerturbedEvaluator(trained, x, y, variant=settings.variant, batch_size=BATCH, vectorize=False)
+    starts = perturb.uniform_starts(evaluator.weights, evaluator.perturbed_names, settings.restarts, _generator(0))
+
+    def ascended(alpha, copies):
+        part = {n: s[copies.start : copies.stop] for n, s in starts.items()}
+        return perturb.worst_case_perturbation(evaluator, part, alpha, eps=settings.eps, ascent_steps=4, step_fraction=0.5)
+
+    curve = DropCurve(evaluator, ascended, settings.restarts, aggregate="min")
+    early = curve(1.0, 0.11)
+    assert isinstance(early, LowerBound) and early > 0.11
+    assert evaluator.passes.backward_evaluations == 4  # one restart's ascent
+    exact = curve(1.0, math.inf)
+    assert evaluator.passes.backward_evaluations == 3 * 4  # the other two, once each
+    accuracies = evaluator.accuracies(ascended(1.0, range(3)))  # all three at once, from scratch
+    assert exact == evaluator.reference_accuracy - float(accuracies.min()) and exact >= early
+
+
+def test_accuracy_chunks_put_the_likeliest_flips_first_and_count_every_sample_once(trained, data):
+    x, y = data
+    eval_mode = PerturbedEvaluator(trained, x, y, variant="all_params_bn_eval", batch_size=BATCH)
+    with torch.no_grad():
+        logits = trained(x)
+    margins = logits.gather(1, y[:, None])[:, 0] - logits.scatter(1, y[:, None], -math.inf).amax(1)
+    counted = torch.cat([xb for xb, _ in eval_mode.accuracy_chunks])
+    order = margins.argsort(stable=True)
+    assert torch.equal(counted, x[order]) and torch.equal(torch.cat([yb for _, yb in eval_mode.accuracy_chunks]), y[order])
+    assert eval_mode.reference_accuracy == float((logits.argmax(1) == y).float().mean())
+
+    batch_stats = PerturbedEvaluator(trained, x, y, variant="kernels_bn_batch_stats", batch_size=BATCH)
+    as_sets = lambda chunks: sorted(tuple(yb.tolist()) + tuple(xb.flatten()[:3].tolist()) for xb, yb in chunks)  # noqa: E731
+    assert len(batch_stats.accuracy_chunks) == len(batch_stats.chunks) == 3
+    assert as_sets(batch_stats.accuracy_chunks) == as_sets(batch_stats.chunks)  # the same batches, reordered
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_vectorized_and_one_copy_at_a_time_evaluations_find_the_same_scale(trained, data, variant):
+    x, y = data
+    for find, settings in ((sigma_prime, _random_settings(variant)), (alpha_prime, _worst_settings(variant, ascent_steps=6))):
+        one_at_a_time = find(trained, x, y, settings, _generator(0), vectorize=False)
+        vectorized = find(trained, x, y, settings, _generator(0), vectorize=True)
+        assert vectorized.search.bracket == one_at_a_time.search.bracket
+        assert vectorized.scale == one_at_a_time.scale
+        assert vectorized.passes.forward_calls < one_at_a_time.passes.forward_calls  # one call for all copies
+
+
 # --- magnitude awareness ----------------------------------------------------------------------
 
 
@@ -497,13 +584,13 @@ def test_only_the_variants_parameters_reach_the_network_perturbed(trained, data,
     assert set(perturbed_parameter_names(trained, variant)) == expected
 
     seen: list[set[str]] = []
-    original = PerturbedEvaluator.accuracies
+    original = PerturbedEvaluator.correct
 
-    def recording(self, perturbed):
+    def recording(self, perturbed, chunk):
         seen.append(set(perturbed))
-        return original(self, perturbed)
+        return original(self, perturbed, chunk)
 
-    monkeypatch.setattr(perturb.PerturbedEvaluator, "accuracies", recording)
+    monkeypatch.setattr(perturb.PerturbedEvaluator, "correct", recording)
     result = sigma_prime(trained, x, y, _random_settings(variant, max_steps=3), _generator(0))
     assert set(result.perturbed_names) == expected
     assert seen and all(names == expected for names in seen)
