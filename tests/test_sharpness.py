@@ -26,7 +26,7 @@ from icc_sharpness.perturb import (
     sharpness_subset,
     sigma_prime,
 )
-from icc_sharpness.search import LowerBound, bisect_deviation, search_scale
+from icc_sharpness.search import LowerBound, bisect_deviation, crossing_level, search_scale
 from icc_sharpness.settings import RandomPerturbationSettings, WorstCasePerturbationSettings
 
 N_CLASSES = 4
@@ -230,6 +230,40 @@ def test_interpolated_values_move_continuously_with_the_curve():
     assert values == sorted(values, reverse=True) and len(set(values)) == len(values)
     for k, value in zip((0.90, 0.95, 1.00, 1.05, 1.10), values):
         assert value == pytest.approx(math.sqrt(0.1 / k), rel=2e-3)
+
+
+def test_a_counted_drop_is_interpolated_at_the_middle_of_the_step_to_the_target():
+    q = 1 / 300  # 300 samples, one restart: the drop moves in steps of q, and 0.1 is 30 of them
+
+    def counted(slope_below: float):
+        # A line through (0.25, 0.1) rounded to counts: every such curve lands on the target exactly
+        # at the midpoint 0.25, whatever its slope, and the bisection passes 0.25 on its way.
+        return lambda s: round((0.1 + slope_below * (s - 0.25)) / q) * q if s < 0.25 else round(0.4 * s / q) * q
+
+    steep, shallow = counted(0.8), counted(0.3)
+    # Interpolating at the target itself answers that midpoint for both: a tie.
+    assert _search(steep).value == _search(shallow).value == 0.25
+    # At the middle of the step below the target, each curve gets its own value, inside its bracket.
+    values = []
+    for curve, slope in ((steep, 0.8), (shallow, 0.3)):
+        result = _search(curve, drop_step=q)
+        (lo, lo_drop), (hi, hi_drop) = result.bracket
+        assert lo < result.value < hi and lo_drop < 0.1 - q / 2 < hi_drop
+        crossing = 0.25 - (q / 2) / slope  # where the unrounded line passes 0.1 - q/2
+        assert abs(result.value - crossing) <= q / slope  # within one count's width of it
+        values.append(result.value)
+    assert values[0] != values[1]
+
+
+def test_the_crossing_level_is_the_middle_of_the_step_that_reaches_the_target():
+    assert crossing_level(0.1, 0.0) == 0.1
+    assert crossing_level(0.1, 1 / 300) == pytest.approx(0.1 - 1 / 600, abs=1e-15)
+    assert crossing_level(0.1, 1 / 6000) == pytest.approx(0.1 - 1 / 12000, abs=1e-15)
+    assert crossing_level(0.1, 1 / 7) == pytest.approx(0.5 / 7)  # between 0 and 1/7, the first count >= 0.1
+    assert crossing_level(0.1, 0.03) == pytest.approx(0.105)  # between 0.09 and 0.12
+    assert crossing_level(0.1, 1 / 70) == pytest.approx(0.1 - 0.5 / 70)  # 0.1 / (1 / 70) = 7.000000000000001
+    with pytest.raises(ValueError, match="drop_step"):
+        _search(lambda s: s, drop_step=0.2)
 
 
 def test_beyond_the_target_at_the_low_end_answers_the_resolution_at_once():

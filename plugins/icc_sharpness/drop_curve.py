@@ -84,6 +84,8 @@ class DropCurve:
             else [(g, c) for g in range(len(self.groups)) for c in range(n_chunks)]  # copy group by copy group
         )
         self._resumable: tuple[float, _Count] | None = None
+        #: The drop moves in steps of this: one sample of one copy of the mean, one sample of the minimum.
+        self.drop_step = 1 / (evaluator.n_samples * (copies if aggregate == "mean" else 1))
 
     def drop_bound(self, count: _Count) -> float:
         """The least drop consistent with the counts so far; the drop itself once all is counted."""

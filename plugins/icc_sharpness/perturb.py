@@ -143,7 +143,7 @@ def worst_case_perturbation(
 
 
 def _search(evaluator: PerturbedEvaluator, curve: DropCurve, settings) -> SharpnessResult:
-    search = search_scale(curve, settings)
+    search = search_scale(curve, settings, drop_step=curve.drop_step)
     return SharpnessResult(
         search.value, search, evaluator.reference_accuracy, evaluator.perturbed_names, evaluator.n_samples, evaluator.passes
     )

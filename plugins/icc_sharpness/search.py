@@ -9,18 +9,32 @@ Two rules, the ``search`` setting:
 
 ``"interpolate"`` (the default): the scale where the drop crosses the target, continuous.
     Evaluate the drop at ``search_low``; then bisect ``[search_low, search_high]``, keeping a
-    bracket ``[lo, hi]`` with ``drop(lo) < target <= drop(hi)``, until the bracket is *tight*, i.e.
-    both of its ends are within ``tolerance`` of the target (``drop(lo) >= target - tolerance`` and
+    bracket ``[lo, hi]`` with ``drop(lo) < T <= drop(hi)`` (T: the target, or the level T_q below
+    for a counted drop), until the bracket is *tight*, i.e. both of its ends are within
+    ``tolerance`` of the target (``drop(lo) >= target - tolerance`` and
     ``drop(hi) <= target + tolerance``), or ``max_steps`` midpoints were evaluated. Report the
     crossing of the chord between the bracket's two evaluated points::
 
-        scale = lo + (target - drop(lo)) / (drop(hi) - drop(lo)) * (hi - lo)
+        scale = lo + (T - drop(lo)) / (drop(hi) - drop(lo)) * (hi - lo)
 
     Inside the tolerance band the curve is read as linear, so the answer moves continuously with
     the curve, and two networks get the same value only if their drops agree at both ends of the
     same bracket. The denominator is positive: the bracket's invariant gives
-    ``drop(lo) < target <= drop(hi)``, so equal drops at both ends cannot reach the interpolation;
+    ``drop(lo) < T <= drop(hi)``, so equal drops at both ends cannot reach the interpolation;
     they occur only in the degenerate cases below, which answer without interpolating.
+
+    Counted drops (``drop_step``). A measured drop is a count: with n samples and K Monte Carlo
+    draws it moves in steps of q = 1 / (n K) (q = 1 / n for the worst case, a minimum over
+    restarts). Read as a continuous curve rounded to those steps, it reaches the target where
+    the curve passes the middle of the last step below it, the level
+
+        T_q = q (ceil(target / q) - 1/2)        (target - q/2 when the target is a multiple of q)
+
+    so with ``drop_step = q`` the bracket and the chord use T = T_q. No count equals T_q, so
+    the answer is always strictly inside the bracket; with T = target, a drop landing exactly on
+    the target (frequent: 0.1 is 30 of 300 samples) makes the answer that dyadic midpoint itself,
+    and two networks that land there tie. (It also makes "reached the target" immune to the
+    rounding of 1.0 - 0.9 below 0.1.) The tolerance band stays centred on the target.
 
 ``"first_within_tolerance"`` (the rule of icc_sharpness 0.1, kept to reproduce its values):
     Evaluate ``search_low``, then midpoints; stop at the first midpoint whose drop is within
@@ -31,14 +45,14 @@ Degenerate cases (``converged=False``), answered explicitly by both rules, with 
 ``res = (search_high - search_low) / 2**(max_steps + 1)``:
 
 - *Already beyond the target at the low end*: the drop at ``search_low`` (for ``search_low = 0``:
-  the ``eps`` floor of the perturbation alone) is at least the target (interpolate) or more than
+  the ``eps`` floor of the perturbation alone) is at least T (interpolate) or more than
   ``target + tolerance`` (first_within_tolerance). The crossing lies at or below ``search_low``
   and the search answers ``search_low + res`` after that one evaluation: what bisection would
   reach after ``max_steps`` steps, never 0, so 1 / scale**2 stays finite. The interpolate rule
   also never answers below ``search_low + res``: every network too sharp for the search to
   resolve gets that floor.
-- *Never reaching the target*: every midpoint's drop stays below the target. Interpolate evaluates
-  the drop at ``search_high`` (only then): if that reaches the target, the crossing is
+- *Never reaching the target*: every midpoint's drop stays below T. Interpolate evaluates
+  the drop at ``search_high`` (only then): if that reaches T, the crossing is
   interpolated in the last bracket as usual; otherwise the answer is ``search_high``, the
   flattest value the search can give. First_within_tolerance answers ``search_high - res``
   without evaluating ``search_high``.
@@ -133,10 +147,20 @@ def _first_within_tolerance(
     return SearchResult(value=0.5 * (low + high), converged=False, evaluations=len(trace), trace=tuple(trace))
 
 
+def crossing_level(target: float, drop_step: float) -> float:
+    """The level a drop counted in steps of ``drop_step`` crosses on reaching ``target``: T_q in the
+    module docstring; ``target`` itself for a continuous drop (``drop_step = 0``)."""
+    if drop_step <= 0:
+        return target
+    steps = math.ceil(target / drop_step - 1e-9)  # a target within 1e-9 steps of a count is that count
+    return drop_step * (steps - 0.5)
+
+
 def _interpolate(
-    drop_at: DropEvaluator, target: float, tolerance: float, low: float, high: float, max_steps: int
+    drop_at: DropEvaluator, target: float, tolerance: float, low: float, high: float, max_steps: int, drop_step: float
 ) -> SearchResult:
     floor = low + (high - low) / 2 ** (max_steps + 1)
+    level = crossing_level(target, drop_step)
     trace: list[tuple[float, float]] = []
 
     def evaluate(scale: float, above: float) -> float:
@@ -144,8 +168,8 @@ def _interpolate(
         trace.append((scale, drop))
         return drop
 
-    lo_drop = evaluate(low, target)  # only "is it at least the target?" matters beyond the target
-    if lo_drop >= target:  # degenerate: the crossing is at or below the low end
+    lo_drop = evaluate(low, level)  # only "is it at least the level?" matters beyond the level
+    if lo_drop >= level:  # degenerate: the crossing is at or below the low end
         return SearchResult(value=floor, converged=False, evaluations=len(trace), trace=tuple(trace))
     lo, hi, hi_drop = low, high, None  # drop(high) is evaluated only if the bracket never leaves it
     for _ in range(max_steps):
@@ -153,19 +177,19 @@ def _interpolate(
             break  # tight: both ends within tolerance of the target
         mid = 0.5 * (lo + hi)
         drop = evaluate(mid, target + tolerance)
-        if drop >= target:
+        if drop >= level:
             hi, hi_drop = mid, drop
         else:
             lo, lo_drop = mid, drop
     tight = hi_drop is not None and lo_drop >= target - tolerance and hi_drop <= target + tolerance
     if hi_drop is None:
         hi_drop = evaluate(high, math.inf)
-        if hi_drop < target:  # degenerate: never reaching the target on the interval
+        if hi_drop < level:  # degenerate: never reaching the target on the interval
             return SearchResult(value=high, converged=False, evaluations=len(trace), trace=tuple(trace))
     elif isinstance(hi_drop, LowerBound):
         hi_drop = evaluate(hi, math.inf)  # the interpolation needs the exact drop
-    # lo_drop < target <= hi_drop (the bracket's invariant), so the denominator is positive.
-    value = lo + (target - lo_drop) / (hi_drop - lo_drop) * (hi - lo)
+    # lo_drop < level <= hi_drop (the bracket's invariant), so the denominator is positive.
+    value = lo + (level - lo_drop) / (hi_drop - lo_drop) * (hi - lo)
     return SearchResult(
         value=max(value, floor),
         converged=tight,
@@ -184,6 +208,7 @@ def bisect_deviation(
     high: float,
     max_steps: int,
     rule: SearchRule = "interpolate",
+    drop_step: float = 0.0,
 ) -> SearchResult:
     """Search ``[low, high]`` for the scale at which ``drop_at`` crosses ``target``.
 
@@ -203,6 +228,10 @@ def bisect_deviation(
         bracket top); first_within_tolerance at most ``max_steps + 1``.
     rule : {"interpolate", "first_within_tolerance"}
         Which answer to report (module docstring).
+    drop_step : float
+        The step of a counted drop, 1 / (samples x draws); 0 for a continuous one. Interpolate
+        brackets and interpolates the middle of the step to the target (module docstring);
+        first_within_tolerance ignores it.
 
     Returns
     -------
@@ -216,17 +245,19 @@ def bisect_deviation(
     """
     if not 0 <= low < high:
         raise ValueError(f"bisection interval [{low}, {high}] must satisfy 0 <= low < high")
+    if drop_step < 0 or drop_step >= target:
+        raise ValueError(f"drop_step ({drop_step}) must be in [0, target) = [0, {target})")
     if rule == "interpolate":
-        return _interpolate(drop_at, target, tolerance, low, high, max_steps)
+        return _interpolate(drop_at, target, tolerance, low, high, max_steps, drop_step)
     if rule == "first_within_tolerance":
         return _first_within_tolerance(drop_at, target, tolerance, low, high, max_steps)
     raise ValueError(f"unknown search rule {rule!r}; use 'interpolate' or 'first_within_tolerance'")
 
 
-def search_scale(drop_at: DropEvaluator, settings) -> SearchResult:
+def search_scale(drop_at: DropEvaluator, settings, *, drop_step: float = 0.0) -> SearchResult:
     """:func:`bisect_deviation` with the rule, target, tolerance, range and steps of a
     ``SharpnessSearchSettings``: the one search every sharpness measure (and its benchmark
-    reference) runs."""
+    reference) runs; ``drop_step`` is the step of the counted drop."""
     return bisect_deviation(
         drop_at,
         target=settings.target_deviation,
@@ -235,4 +266,5 @@ def search_scale(drop_at: DropEvaluator, settings) -> SearchResult:
         high=settings.search_high,
         max_steps=settings.max_steps,
         rule=settings.search,
+        drop_step=drop_step,
     )
