@@ -1,21 +1,28 @@
-"""Cost of the four sharpness measures: the batched implementation against a straightforward loop.
+"""Cost of the four sharpness measures: the plugin's implementation against a straightforward loop.
 
-    python bench/sharpness_cost.py [--epochs 20] [--threads 2]
+    python bench/sharpness_cost.py [--epochs 20] [--threads 2] [--no-vmapped]
 
 Trains the base configuration of ``model_zoo/quick.toml`` (VGG width 8, its first grid point, on the
 embedded synthetic hierarchy: 600 training images, 3 x 16 x 16, nothing downloaded) with a plain
 SGD loop and the spec's schedule, then computes sigma', sigma'', alpha', alpha'' with the SPEC §3
-defaults (not quick's laptop overrides) twice:
+defaults (not quick's laptop overrides) with:
 
-- batched: ``icc_sharpness.perturb`` (all Monte Carlo draws, or all ascent restarts, in one vmapped
-  call per data chunk);
-- straightforward: a deep copy perturbed in place, one draw (or restart) and one chunk at a time,
-  gradients by ``loss.backward()``.
+- batched: ``icc_sharpness.perturb`` as the measures run it (the row keeps the name the summary in
+  BENCHMARKS.md reads). It counts accuracies only as far as the search needs (a midpoint far beyond
+  the target is decided after a chunk, or after one restart of the worst-case ascent), and on this
+  device evaluates the perturbed copies one at a time on the CPU, all in one vmapped call per chunk
+  elsewhere;
+- vmapped (on the CPU only, unless --no-vmapped): the same with ``vectorize=True``, every copy of a
+  stack in one vmapped call per chunk (functorch gradients for the ascent), to show what vmap buys
+  on this machine;
+- loop: the straightforward way, a deep copy perturbed in place, one draw (or restart) and one
+  chunk at a time, every accuracy counted in full, gradients by ``loss.backward()``.
 
-Both use the same subset, draws and starts, so they must find the same scale; the table shows it.
-Forward and backward counts are network calls; seconds are wall clock and process CPU time (the
-latter is steadier on a shared machine). The ratio is straightforward / batched, measured in this
-run.
+All use the same subset, draws and starts and the same search (``search_scale``), so they must find
+the same scale; the table shows it, to 7 digits. Forward and backward counts are network calls;
+seconds are wall clock and process CPU time (the latter is steadier on a shared machine, but
+inflated there too when 2 threads spin for 2 busy cores: compare --threads 1). The ratio is loop /
+batched, measured in this run; the load average is printed at the start and the end.
 """
 
 from __future__ import annotations
@@ -113,10 +120,13 @@ class LoopEvaluator:
         return {name: self.params[name].grad for name in self.names}
 
 
-def loop_search(evaluator: LoopEvaluator, settings: SharpnessSearchSettings, accuracy_at: Callable[[float], float]):
+def loop_search(
+    evaluator: LoopEvaluator, settings: SharpnessSearchSettings, accuracy_at: Callable[[float], float], copies_averaged: int
+):
     evaluator.load(evaluator.weights)
     reference = evaluator.accuracy()
-    return search_scale(lambda scale, above: reference - accuracy_at(scale), settings)
+    drop_step = 1 / (evaluator.n * copies_averaged)  # the drop is a count of samples (of every draw, for a mean)
+    return search_scale(lambda scale, above: reference - accuracy_at(scale), settings, drop_step=drop_step)
 
 
 def loop_sigma_prime(model, x, y, settings: RandomPerturbationSettings, generator) -> tuple[float, PassCount]:
@@ -131,7 +141,7 @@ def loop_sigma_prime(model, x, y, settings: RandomPerturbationSettings, generato
             accuracies.append(ev.accuracy())
         return sum(accuracies) / len(accuracies)
 
-    return loop_search(ev, settings, accuracy_at).value, ev.passes
+    return loop_search(ev, settings, accuracy_at, settings.mc_samples).value, ev.passes
 
 
 def loop_alpha_prime(model, x, y, settings: WorstCasePerturbationSettings, generator) -> tuple[float, PassCount]:
@@ -153,7 +163,7 @@ def loop_alpha_prime(model, x, y, settings: WorstCasePerturbationSettings, gener
             accuracies.append(ev.accuracy())
         return min(accuracies)
 
-    return loop_search(ev, settings, accuracy_at).value, ev.passes
+    return loop_search(ev, settings, accuracy_at, 1).value, ev.passes
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
@@ -166,6 +176,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: quick's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-vmapped", action="store_true", help="skip the vmapped rows on the CPU")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -190,9 +201,10 @@ def main() -> None:
         ("inv_alpha_prime", alpha_prime, loop_alpha_prime, WorstCasePerturbationSettings(variant="all_params_bn_eval")),
         ("inv_alpha_dprime", alpha_prime, loop_alpha_prime, WorstCasePerturbationSettings(variant="kernels_bn_batch_stats")),
     )
-    header = f"{'measure':17s} {'impl':8s} {'scale':>9s} {'evals':>5s} {'fwd':>6s} {'bwd':>6s} {'wall s':>7s} {'cpu s':>7s}"
+    header = f"{'measure':17s} {'impl':8s} {'scale':>13s} {'evals':>5s} {'fwd':>6s} {'bwd':>6s} {'wall s':>7s} {'cpu s':>7s}"
     print(header)
     print("-" * len(header))
+    show_vmapped = not args.no_vmapped and next(model.parameters()).device.type == "cpu"
     total_wall = total_cpu = 0.0
     for name, batched_fn, loop_fn, settings in cases:
         result, b_wall, b_cpu = timed(partial(batched_fn, model, x, y, settings, torch.Generator().manual_seed(SEED)))
@@ -204,15 +216,24 @@ def main() -> None:
         p = result.passes
         note = "" if result.search.converged else "  (not converged: see the search's degenerate answers)"
         print(
-            f"{name:17s} {'batched':8s} {result.scale:9.3g} {result.search.evaluations:5d} {p.forward_calls:6d} "
+            f"{name:17s} {'batched':8s} {result.scale:13.7g} {result.search.evaluations:5d} {p.forward_calls:6d} "
             f"{p.backward_calls:6d} {b_wall:7.2f} {b_cpu:7.2f}{note}"
         )
+        if show_vmapped:
+            run = partial(batched_fn, model, x, y, settings, torch.Generator().manual_seed(SEED), vectorize=True)
+            vmapped, v_wall, v_cpu = timed(run)
+            v = vmapped.passes
+            print(
+                f"{'':17s} {'vmapped':8s} {vmapped.scale:13.7g} {vmapped.search.evaluations:5d} {v.forward_calls:6d} "
+                f"{v.backward_calls:6d} {v_wall:7.2f} {v_cpu:7.2f}"
+            )
         print(
-            f"{'':17s} {'loop':8s} {loop_scale:9.3g} {'':5s} {loop_passes.forward_calls:6d} "
+            f"{'':17s} {'loop':8s} {loop_scale:13.7g} {'':5s} {loop_passes.forward_calls:6d} "
             f"{loop_passes.backward_calls:6d} {l_wall:7.2f} {l_cpu:7.2f}"
+            + ("" if loop_scale == result.scale else f"  (differs by {loop_scale / result.scale - 1:+.1e})")
         )
         print(
-            f"{'':17s} {'ratio':8s} {'':9s} {'':5s} "
+            f"{'':17s} {'ratio':8s} {'':13s} {'':5s} "
             f"{loop_passes.forward_calls / p.forward_calls:6.1f} "
             f"{(loop_passes.backward_calls / p.backward_calls) if p.backward_calls else float('nan'):6.1f} "
             f"{l_wall / b_wall:7.2f} {l_cpu / b_cpu:7.2f}"
