@@ -231,7 +231,11 @@ def main() -> None:
             f"{'':17s} {'loop':8s} {loop_scale:13.7g} {'':5s} {loop_passes.forward_calls:6d} "
             f"{loop_passes.backward_calls:6d} {l_wall:7.2f} {l_cpu:7.2f}"
             # The loop averages per-draw accuracies, the plugin counts: the last float bits may differ.
-            + ("" if math.isclose(loop_scale, result.scale, rel_tol=1e-9) else f"  (differs by {loop_scale / result.scale - 1:+.1e})")
+            + (
+                ""
+                if math.isclose(loop_scale, result.scale, rel_tol=1e-9)
+                else f"  (differs by {loop_scale / result.scale - 1:+.1e})"
+            )
         )
         print(
             f"{'':17s} {'ratio':8s} {'':13s} {'':5s} "

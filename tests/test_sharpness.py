@@ -201,9 +201,9 @@ def _chord_error_bound(f, df, d2f, a: float, b: float) -> float:
 def test_interpolation_recovers_the_crossing_of_a_smooth_curve_to_high_accuracy():
     # drop(s) = 1 - exp(-(s/c)^2): zero at s = 0, sigmoid-like, crossing 0.1 at c sqrt(-ln 0.9).
     c = 0.5
-    f = lambda s: 1 - math.exp(-((s / c) ** 2))  # noqa: E731
-    df = lambda s: 2 * s / c**2 * math.exp(-((s / c) ** 2))  # noqa: E731
-    d2f = lambda s: (2 / c**2 - 4 * s**2 / c**4) * math.exp(-((s / c) ** 2))  # noqa: E731
+    f = lambda s: 1 - math.exp(-((s / c) ** 2))
+    df = lambda s: 2 * s / c**2 * math.exp(-((s / c) ** 2))
+    d2f = lambda s: (2 / c**2 - 4 * s**2 / c**4) * math.exp(-((s / c) ** 2))
     crossing = c * math.sqrt(-math.log(0.9))
 
     result = _search(f)
@@ -323,7 +323,10 @@ def test_an_evaluator_may_stop_early_and_is_asked_again_only_where_the_answer_ne
 
 
 def test_the_old_rule_is_reachable_through_the_settings():
-    for settings in (RandomPerturbationSettings(search="first_within_tolerance"), WorstCasePerturbationSettings(search="first_within_tolerance")):
+    for settings in (
+        RandomPerturbationSettings(search="first_within_tolerance"),
+        WorstCasePerturbationSettings(search="first_within_tolerance"),
+    ):
         old = search_scale(lambda s, above: s**2, settings)
         assert old.value == 0.3125 and old.trace[-1] == (0.3125, 0.3125**2)  # the first midpoint within 0.01
     assert RandomPerturbationSettings().search == WorstCasePerturbationSettings().search == "interpolate"
@@ -409,7 +412,9 @@ def _gaussian_curve(model, x, y, variant: str, draws: int, vectorize: bool):
     noise = perturb.gaussian_noise(evaluator.weights, evaluator.perturbed_names, draws, _generator(0))
 
     def perturbation(sigma, copies):
-        return perturb.gaussian_perturbation(evaluator.weights, {n: z[copies.start : copies.stop] for n, z in noise.items()}, sigma, 0.0)
+        return perturb.gaussian_perturbation(
+            evaluator.weights, {n: z[copies.start : copies.stop] for n, z in noise.items()}, sigma, 0.0
+        )
 
     return evaluator, DropCurve(evaluator, perturbation, draws, aggregate="mean")
 
@@ -471,7 +476,7 @@ def test_accuracy_chunks_put_the_likeliest_flips_first_and_count_every_sample_on
     assert eval_mode.reference_accuracy == float((logits.argmax(1) == y).float().mean())
 
     batch_stats = PerturbedEvaluator(trained, x, y, variant="kernels_bn_batch_stats", batch_size=BATCH)
-    as_sets = lambda chunks: sorted(tuple(yb.tolist()) + tuple(xb.flatten()[:3].tolist()) for xb, yb in chunks)  # noqa: E731
+    as_sets = lambda chunks: sorted(tuple(yb.tolist()) + tuple(xb.flatten()[:3].tolist()) for xb, yb in chunks)
     assert len(batch_stats.accuracy_chunks) == len(batch_stats.chunks) == 3
     assert as_sets(batch_stats.accuracy_chunks) == as_sets(batch_stats.chunks)  # the same batches, reordered
 
@@ -527,7 +532,9 @@ def test_a_plain_gaussian_perturbation_is_not_invariant_to_rescaling(trained, da
 
     def plain_sigma(model):
         return bisect_deviation(
-            lambda s, above: float(_plain_gaussian_drops(model, x, y, settings.variant, s, 0.0, normals, magnitude_aware=False).mean()),
+            lambda s, above: float(
+                _plain_gaussian_drops(model, x, y, settings.variant, s, 0.0, normals, magnitude_aware=False).mean()
+            ),
             target=settings.target_deviation,
             tolerance=settings.tolerance,
             low=settings.search_low,

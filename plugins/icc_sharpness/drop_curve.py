@@ -54,7 +54,7 @@ class _Count:
 
     correct: torch.Tensor  # (copies, chunks) int64, on the CPU
     counted: torch.Tensor  # (copies, chunks) bool
-    started: dict[int, Params] = field(default_factory=dict)  # group start -> its perturbed copies
+    started: dict[int, Params] = field(default_factory=dict)  # group index -> its perturbed copies, while counted
 
 
 class DropCurve:

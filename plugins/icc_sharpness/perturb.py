@@ -185,7 +185,9 @@ def sigma_prime(
     noise = gaussian_noise(evaluator.weights, evaluator.perturbed_names, settings.mc_samples, generator)
 
     def perturb(sigma: float, draws: range) -> Params:
-        return gaussian_perturbation(evaluator.weights, {name: z[draws.start : draws.stop] for name, z in noise.items()}, sigma, settings.eps)
+        return gaussian_perturbation(
+            evaluator.weights, {name: z[draws.start : draws.stop] for name, z in noise.items()}, sigma, settings.eps
+        )
 
     return _search(evaluator, DropCurve(evaluator, perturb, settings.mc_samples, aggregate="mean"), settings)
 
