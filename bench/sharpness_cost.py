@@ -1,20 +1,28 @@
-"""Cost of the four sharpness measures: the batched implementation against a straightforward loop.
+"""Cost of the four sharpness measures: the plugin's implementation against a straightforward loop.
 
-    python bench/sharpness_cost.py [--samples 600] [--epochs 15] [--threads 2]
+    python bench/sharpness_cost.py [--epochs 20] [--threads 2] [--no-vmapped]
 
-Trains one small VGG (width 8) on scikit-learn's digits upsampled to 16x16 (bundled with
-scikit-learn, nothing downloaded), then computes sigma', sigma'', alpha', alpha'' with the SPEC §3
-defaults twice:
+Trains the base configuration of ``model_zoo/quick.toml`` (VGG width 8, its first grid point, on the
+embedded synthetic hierarchy: 600 training images, 3 x 16 x 16, nothing downloaded) with a plain
+SGD loop and the spec's schedule, then computes sigma', sigma'', alpha', alpha'' with the SPEC §3
+defaults (not quick's laptop overrides) with:
 
-- batched: ``icc_sharpness.perturb`` (all Monte Carlo draws, or all ascent restarts, in one vmapped
-  call per data chunk);
-- straightforward: a deep copy perturbed in place, one draw (or restart) and one chunk at a time,
-  gradients by ``loss.backward()``.
+- batched: ``icc_sharpness.perturb`` as the measures run it (the row keeps the name the summary in
+  BENCHMARKS.md reads). It counts accuracies only as far as the search needs (a midpoint far beyond
+  the target is decided after a chunk, or after one restart of the worst-case ascent), and on this
+  device evaluates the perturbed copies one at a time on the CPU, all in one vmapped call per chunk
+  elsewhere;
+- vmapped (on the CPU only, unless --no-vmapped): the same with ``vectorize=True``, every copy of a
+  stack in one vmapped call per chunk (functorch gradients for the ascent), to show what vmap buys
+  on this machine;
+- loop: the straightforward way, a deep copy perturbed in place, one draw (or restart) and one
+  chunk at a time, every accuracy counted in full, gradients by ``loss.backward()``.
 
-Both use the same subset, draws and starts, so they must find the same scale; the table shows it.
-Forward and backward counts are network calls; seconds are wall clock and process CPU time (the
-latter is steadier on a shared machine). The ratio is straightforward / batched, measured in this
-run.
+All use the same subset, draws and starts and the same search (``search_scale``), so they must find
+the same scale; the table shows it, to 7 digits, and notes any relative difference above 1e-9. Forward and backward counts are network calls;
+seconds are wall clock and process CPU time (the latter is steadier on a shared machine, but
+inflated there too when 2 threads spin for 2 busy cores: compare --threads 1). The ratio is loop /
+batched, measured in this run; the load average is printed at the start and the end.
 """
 
 from __future__ import annotations
@@ -22,16 +30,18 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from torch import Tensor, nn
 
-from icc_bench.config import ArchitectureSpec, HyperParams
+from icc_bench.config import PopulationSpec, load_spec
+from icc_bench.data import load_dataset
 from icc_bench.models import build_model
 from icc_sharpness.perturb import (
     PassCount,
@@ -47,29 +57,16 @@ from icc_sharpness.search import search_scale
 from icc_sharpness.settings import RandomPerturbationSettings, SharpnessSearchSettings, WorstCasePerturbationSettings
 
 SEED = 0
+QUICK = Path(__file__).resolve().parents[1] / "model_zoo" / "quick.toml"
 
 
-def digits_16x16(samples: int) -> tuple[Tensor, Tensor]:
-    digits = load_digits()
-    x = torch.tensor(digits.images[:samples], dtype=torch.float32).unsqueeze(1)  # (N, 1, 8, 8)
-    x = F.interpolate(x, size=16, mode="bilinear", align_corners=False)  # (N, 1, 16, 16)
-    return (x - x.mean()) / x.std(), torch.tensor(digits.target[:samples])
-
-
-def train_vgg(x: Tensor, y: Tensor, epochs: int) -> nn.Module:
-    hp = HyperParams(
-        learning_rate=0.05,
-        batch_size=100,
-        weight_decay=0.0,
-        optimizer="sgd",
-        dropout=0.0,
-        augmentation=False,
-        width=1.0,
-        depth=1.0,
-    )
+def train_quick_base(spec: PopulationSpec, x: Tensor, y: Tensor, num_classes: int, epochs: int) -> nn.Module:
+    """The quick population's base configuration (SGD, no dropout, no augmentation), plainly trained."""
+    hp = spec.configurations()[0]
     torch.manual_seed(SEED)
-    model = build_model(ArchitectureSpec(name="vgg", base_width=8), hp, 10, tuple(x.shape[1:]))
-    optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=0.9)
+    model = build_model(spec.architecture, hp, num_classes, tuple(x.shape[1:]))
+    optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=0.9, weight_decay=hp.weight_decay)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(spec.schedule.milestones), spec.schedule.gamma)
     order = torch.Generator().manual_seed(SEED)
     for _ in range(epochs):
         model.train()
@@ -78,6 +75,7 @@ def train_vgg(x: Tensor, y: Tensor, epochs: int) -> nn.Module:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        schedule.step()
     return model.eval()
 
 
@@ -122,10 +120,13 @@ class LoopEvaluator:
         return {name: self.params[name].grad for name in self.names}
 
 
-def loop_search(evaluator: LoopEvaluator, settings: SharpnessSearchSettings, accuracy_at: Callable[[float], float]):
+def loop_search(
+    evaluator: LoopEvaluator, settings: SharpnessSearchSettings, accuracy_at: Callable[[float], float], copies_averaged: int
+):
     evaluator.load(evaluator.weights)
     reference = evaluator.accuracy()
-    return search_scale(lambda scale: reference - accuracy_at(scale), settings)
+    drop_step = 1 / (evaluator.n * copies_averaged)  # the drop is a count of samples (of every draw, for a mean)
+    return search_scale(lambda scale, above: reference - accuracy_at(scale), settings, drop_step=drop_step)
 
 
 def loop_sigma_prime(model, x, y, settings: RandomPerturbationSettings, generator) -> tuple[float, PassCount]:
@@ -140,7 +141,7 @@ def loop_sigma_prime(model, x, y, settings: RandomPerturbationSettings, generato
             accuracies.append(ev.accuracy())
         return sum(accuracies) / len(accuracies)
 
-    return loop_search(ev, settings, accuracy_at).value, ev.passes
+    return loop_search(ev, settings, accuracy_at, settings.mc_samples).value, ev.passes
 
 
 def loop_alpha_prime(model, x, y, settings: WorstCasePerturbationSettings, generator) -> tuple[float, PassCount]:
@@ -162,7 +163,7 @@ def loop_alpha_prime(model, x, y, settings: WorstCasePerturbationSettings, gener
             accuracies.append(ev.accuracy())
         return min(accuracies)
 
-    return loop_search(ev, settings, accuracy_at).value, ev.passes
+    return loop_search(ev, settings, accuracy_at, 1).value, ev.passes
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
@@ -173,20 +174,25 @@ def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=600)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: quick's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-vmapped", action="store_true", help="skip the vmapped rows on the CPU")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    x, y = digits_16x16(args.samples)
-    (model, train_s, _) = timed(lambda: train_vgg(x, y, args.epochs))
+    print("load average (1, 5, 15 min) at start: {:.2f} / {:.2f} / {:.2f}".format(*os.getloadavg()))
+    spec = load_spec(QUICK)
+    data = load_dataset(spec.dataset)
+    x, y = data.x_train, data.y_train
+    epochs = args.epochs or spec.schedule.epochs
+    (model, train_s, _) = timed(lambda: train_quick_base(spec, x, y, data.num_classes, epochs))
     with torch.no_grad():
         train_acc = float((model(x).argmax(1) == y).float().mean())
     print(
-        f"VGG width 8, {len(x)} digits 16x16, {args.epochs} epochs in {train_s:.1f} s, training accuracy {train_acc:.3f}, "
-        f"{torch.get_num_threads()} threads"
+        f"quick base configuration: {spec.architecture.name} width {spec.architecture.base_width}, {len(x)} "
+        f"{spec.dataset.name} images {tuple(x.shape[1:])}, {epochs} epochs in {train_s:.1f} s, "
+        f"training accuracy {train_acc:.3f}, {torch.get_num_threads()} threads"
     )
 
     cases = (
@@ -195,9 +201,10 @@ def main() -> None:
         ("inv_alpha_prime", alpha_prime, loop_alpha_prime, WorstCasePerturbationSettings(variant="all_params_bn_eval")),
         ("inv_alpha_dprime", alpha_prime, loop_alpha_prime, WorstCasePerturbationSettings(variant="kernels_bn_batch_stats")),
     )
-    header = f"{'measure':17s} {'impl':8s} {'scale':>9s} {'evals':>5s} {'fwd':>6s} {'bwd':>6s} {'wall s':>7s} {'cpu s':>7s}"
+    header = f"{'measure':17s} {'impl':8s} {'scale':>13s} {'evals':>5s} {'fwd':>6s} {'bwd':>6s} {'wall s':>7s} {'cpu s':>7s}"
     print(header)
     print("-" * len(header))
+    show_vmapped = not args.no_vmapped and next(model.parameters()).device.type == "cpu"
     total_wall = total_cpu = 0.0
     for name, batched_fn, loop_fn, settings in cases:
         result, b_wall, b_cpu = timed(partial(batched_fn, model, x, y, settings, torch.Generator().manual_seed(SEED)))
@@ -209,20 +216,35 @@ def main() -> None:
         p = result.passes
         note = "" if result.search.converged else "  (not converged: see the search's degenerate answers)"
         print(
-            f"{name:17s} {'batched':8s} {result.scale:9.3g} {result.search.evaluations:5d} {p.forward_calls:6d} "
+            f"{name:17s} {'batched':8s} {result.scale:13.7g} {result.search.evaluations:5d} {p.forward_calls:6d} "
             f"{p.backward_calls:6d} {b_wall:7.2f} {b_cpu:7.2f}{note}"
         )
+        if show_vmapped:
+            run = partial(batched_fn, model, x, y, settings, torch.Generator().manual_seed(SEED), vectorize=True)
+            vmapped, v_wall, v_cpu = timed(run)
+            v = vmapped.passes
+            print(
+                f"{'':17s} {'vmapped':8s} {vmapped.scale:13.7g} {vmapped.search.evaluations:5d} {v.forward_calls:6d} "
+                f"{v.backward_calls:6d} {v_wall:7.2f} {v_cpu:7.2f}"
+            )
         print(
-            f"{'':17s} {'loop':8s} {loop_scale:9.3g} {'':5s} {loop_passes.forward_calls:6d} "
+            f"{'':17s} {'loop':8s} {loop_scale:13.7g} {'':5s} {loop_passes.forward_calls:6d} "
             f"{loop_passes.backward_calls:6d} {l_wall:7.2f} {l_cpu:7.2f}"
+            # The loop averages per-draw accuracies, the plugin counts: the last float bits may differ.
+            + (
+                ""
+                if math.isclose(loop_scale, result.scale, rel_tol=1e-9)
+                else f"  (differs by {loop_scale / result.scale - 1:+.1e})"
+            )
         )
         print(
-            f"{'':17s} {'ratio':8s} {'':9s} {'':5s} "
+            f"{'':17s} {'ratio':8s} {'':13s} {'':5s} "
             f"{loop_passes.forward_calls / p.forward_calls:6.1f} "
             f"{(loop_passes.backward_calls / p.backward_calls) if p.backward_calls else float('nan'):6.1f} "
             f"{l_wall / b_wall:7.2f} {l_cpu / b_cpu:7.2f}"
         )
     print(f"all four measures, batched: {total_wall:.1f} s wall, {total_cpu:.1f} s CPU (target: <= 30 s on 2 cores)")
+    print("load average (1, 5, 15 min) at end: {:.2f} / {:.2f} / {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from torch import nn
 
 import icc_sharpness
 from icc_sharpness import perturb
+from icc_sharpness.drop_curve import DropCurve
 from icc_sharpness.perturb import (
     PerturbedEvaluator,
     alpha_prime,
@@ -25,7 +26,7 @@ from icc_sharpness.perturb import (
     sharpness_subset,
     sigma_prime,
 )
-from icc_sharpness.search import bisect_deviation
+from icc_sharpness.search import LowerBound, bisect_deviation, crossing_level, search_scale
 from icc_sharpness.settings import RandomPerturbationSettings, WorstCasePerturbationSettings
 
 N_CLASSES = 4
@@ -182,32 +183,156 @@ def _generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-# --- the bisection --------------------------------------------------------------------------
+# --- the search --------------------------------------------------------------------------------
 
 
-def test_bisection_finds_the_crossing_of_a_known_curve():
-    result = bisect_deviation(lambda s: s**2, target=0.1, tolerance=1e-3, low=0.0, high=2.0, max_steps=20)
+def _search(drop, rule="interpolate", **overrides):
+    """``bisect_deviation`` of a plain curve (it ignores ``above``) with the SPEC's target and interval."""
+    options = {"target": 0.1, "tolerance": 1e-2, "low": 0.0, "high": 2.0, "max_steps": 20, **overrides}
+    return bisect_deviation(lambda s, above: drop(s), rule=rule, **options)
+
+
+def _chord_error_bound(f, df, d2f, a: float, b: float) -> float:
+    """Linear interpolation of f on [a, b] misses the root by at most max|f''| (b - a)^2 / (8 min|f'|)."""
+    grid = [a + (b - a) * k / 1000 for k in range(1001)]
+    return max(abs(d2f(t)) for t in grid) * (b - a) ** 2 / (8 * min(abs(df(t)) for t in grid))
+
+
+def test_interpolation_recovers_the_crossing_of_a_smooth_curve_to_high_accuracy():
+    # drop(s) = 1 - exp(-(s/c)^2): zero at s = 0, sigmoid-like, crossing 0.1 at c sqrt(-ln 0.9).
+    c = 0.5
+    f = lambda s: 1 - math.exp(-((s / c) ** 2))
+    df = lambda s: 2 * s / c**2 * math.exp(-((s / c) ** 2))
+    d2f = lambda s: (2 / c**2 - 4 * s**2 / c**4) * math.exp(-((s / c) ** 2))
+    crossing = c * math.sqrt(-math.log(0.9))
+
+    result = _search(f)
+    (lo, lo_drop), (hi, hi_drop) = result.bracket
     assert result.converged
-    assert abs(result.value**2 - 0.1) <= 1e-3
-    assert result.evaluations == len(result.trace)
-    assert result.trace[:2] == ((0.0, 0.0), (1.0, 1.0))  # the low end first, then midpoints
+    assert lo < crossing < hi and 0.09 <= lo_drop < 0.1 <= hi_drop <= 0.11  # a tight bracket around it
+    assert (lo_drop, hi_drop) == (f(lo), f(hi)) and (lo, lo_drop) in result.trace and (hi, hi_drop) in result.trace
+    assert abs(result.value - crossing) <= _chord_error_bound(f, df, d2f, lo, hi)
+    assert abs(result.value - crossing) <= 1e-3 * crossing
+    # The old rule answers a dyadic midpoint, here 4 % off.
+    assert _search(f, rule="first_within_tolerance").value == 0.15625
 
 
-def test_bisection_of_a_curve_that_never_reaches_the_target_ends_below_the_top():
-    result = bisect_deviation(lambda s: 0.0, target=0.1, tolerance=0.01, low=0.0, high=2.0, max_steps=5)
-    assert not result.converged
-    assert result.evaluations == 1 + 5
-    assert result.value == pytest.approx(2.0 - 2.0 / 2**6)
+def test_interpolation_is_exact_on_a_straight_curve():
+    result = _search(lambda s: 0.3 * s)
+    assert result.value == pytest.approx(1 / 3, rel=1e-12, abs=0)
+    assert result.trace[0] == (0.0, 0.0)  # the low end first, then midpoints
+    assert result.trace[1] == (1.0, 0.3)
 
 
-def test_bisection_of_a_curve_beyond_the_target_at_its_low_end_answers_the_resolution_at_once():
-    result = bisect_deviation(lambda s: 0.5, target=0.1, tolerance=0.01, low=0.0, high=2.0, max_steps=5)
-    assert not result.converged
-    assert result.evaluations == 1
-    assert result.value == pytest.approx(2.0 / 2**6)  # never 0, so 1 / value**2 stays finite
-    # What bisection itself reaches on the same curve.
-    bisected = bisect_deviation(lambda s: 0.5 if s > 0 else 0.0, target=0.1, tolerance=0.01, low=0.0, high=2.0, max_steps=5)
-    assert bisected.value == pytest.approx(result.value)
+def test_interpolated_values_move_continuously_with_the_curve():
+    # Curves that a bisection would send through the same midpoints get different answers.
+    values = [_search(lambda s, k=k: k * s**2).value for k in (0.90, 0.95, 1.00, 1.05, 1.10)]
+    assert values == sorted(values, reverse=True) and len(set(values)) == len(values)
+    for k, value in zip((0.90, 0.95, 1.00, 1.05, 1.10), values):
+        assert value == pytest.approx(math.sqrt(0.1 / k), rel=2e-3)
+
+
+def test_a_counted_drop_is_interpolated_at_the_middle_of_the_step_to_the_target():
+    q = 1 / 300  # 300 samples, one restart: the drop moves in steps of q, and 0.1 is 30 of them
+
+    def counted(slope_below: float):
+        # A line through (0.25, 0.1) rounded to counts: every such curve lands on the target exactly
+        # at the midpoint 0.25, whatever its slope, and the bisection passes 0.25 on its way.
+        return lambda s: round((0.1 + slope_below * (s - 0.25)) / q) * q if s < 0.25 else round(0.4 * s / q) * q
+
+    steep, shallow = counted(0.8), counted(0.3)
+    # Interpolating at the target itself answers that midpoint for both: a tie.
+    assert _search(steep).value == _search(shallow).value == 0.25
+    # At the middle of the step below the target, each curve gets its own value, inside its bracket.
+    values = []
+    for curve, slope in ((steep, 0.8), (shallow, 0.3)):
+        result = _search(curve, drop_step=q)
+        (lo, lo_drop), (hi, hi_drop) = result.bracket
+        assert lo < result.value < hi and lo_drop < 0.1 - q / 2 < hi_drop
+        crossing = 0.25 - (q / 2) / slope  # where the unrounded line passes 0.1 - q/2
+        assert abs(result.value - crossing) <= q / slope  # within one count's width of it
+        values.append(result.value)
+    assert values[0] != values[1]
+
+
+def test_the_crossing_level_is_the_middle_of_the_step_that_reaches_the_target():
+    assert crossing_level(0.1, 0.0) == 0.1
+    assert crossing_level(0.1, 1 / 300) == pytest.approx(0.1 - 1 / 600, abs=1e-15)
+    assert crossing_level(0.1, 1 / 6000) == pytest.approx(0.1 - 1 / 12000, abs=1e-15)
+    assert crossing_level(0.1, 1 / 7) == pytest.approx(0.5 / 7)  # between 0 and 1/7, the first count >= 0.1
+    assert crossing_level(0.1, 0.03) == pytest.approx(0.105)  # between 0.09 and 0.12
+    assert crossing_level(0.1, 1 / 70) == pytest.approx(0.1 - 0.5 / 70)  # 0.1 / (1 / 70) = 7.000000000000001
+    with pytest.raises(ValueError, match="drop_step"):
+        _search(lambda s: s, drop_step=0.2)
+
+
+def test_beyond_the_target_at_the_low_end_answers_the_resolution_at_once():
+    for rule in ("interpolate", "first_within_tolerance"):
+        result = _search(lambda s: 0.5, rule=rule, max_steps=5)
+        assert not result.converged and result.evaluations == 1 and result.bracket is None
+        assert result.value == pytest.approx(2.0 / 2**6)  # never 0, so 1 / value**2 stays finite
+    # What bisection itself reaches on a curve that jumps right above 0.
+    bisected = _search(lambda s: 0.5 if s > 0 else 0.0, rule="first_within_tolerance", max_steps=5)
+    assert bisected.value == pytest.approx(2.0 / 2**6)
+    # Interpolating never answers below that floor either.
+    floor = _search(lambda s: 0.5 if s > 0 else 0.0, max_steps=5)
+    assert floor.value == pytest.approx(2.0 / 2**6) and not floor.converged
+
+
+def test_never_reaching_the_target_evaluates_the_top_and_answers_it():
+    result = _search(lambda s: 0.0, max_steps=5)
+    assert not result.converged and result.bracket is None
+    assert result.evaluations == 1 + 5 + 1 and result.trace[-1] == (2.0, 0.0)
+    assert result.value == 2.0
+    # Reaching the target only in the last bracket: interpolated there, from the top's drop.
+    late = _search(lambda s: 0.0 if s < 1.99 else 0.2, max_steps=5)
+    assert late.bracket == ((2.0 - 2.0 / 2**5, 0.0), (2.0, 0.2))
+    assert late.value == pytest.approx(2.0 - 2.0 / 2**5 / 2)
+    # The old rule, without evaluating the top.
+    old = _search(lambda s: 0.0, rule="first_within_tolerance", max_steps=5)
+    assert not old.converged and old.evaluations == 1 + 5
+    assert old.value == pytest.approx(2.0 - 2.0 / 2**6)
+
+
+def test_a_jump_over_the_band_is_interpolated_in_the_final_bracket():
+    result = _search(lambda s: 0.0 if s < 0.3 else 0.5, max_steps=12)
+    (lo, lo_drop), (hi, hi_drop) = result.bracket
+    assert not result.converged and result.evaluations == 1 + 12
+    assert lo < 0.3 <= hi and hi - lo == pytest.approx(2.0 / 2**12) and (lo_drop, hi_drop) == (0.0, 0.5)
+    assert result.value == pytest.approx(lo + 0.2 * (hi - lo))
+
+
+def test_an_evaluator_may_stop_early_and_is_asked_again_only_where_the_answer_needs_it():
+    def curve(s: float) -> float:
+        return 0.0 if s < 0.3 else 0.5
+
+    asked: list[tuple[float, float]] = []
+
+    def bounded(s: float, above: float) -> float:
+        asked.append((s, above))
+        drop = curve(s)
+        return LowerBound(above + 1e-6) if drop > above else drop  # the least an early stop may say
+
+    plain = _search(curve, max_steps=8)
+    early = bisect_deviation(bounded, target=0.1, tolerance=1e-2, low=0.0, high=2.0, max_steps=8)
+    assert early.value == plain.value and early.bracket == plain.bracket
+    # Every request but the last could stop early; the last asks for the bracket top exactly.
+    assert [above for _, above in asked[1:-1]] == [0.1 + 1e-2] * 8 and asked[0] == (0.0, 0.1)
+    assert asked[-1] == (plain.bracket[1][0], math.inf) and early.evaluations == plain.evaluations + 1
+    assert all(isinstance(drop, LowerBound) for s, drop in early.trace[1:-1] if s >= 0.3)
+
+
+def test_the_old_rule_is_reachable_through_the_settings():
+    for settings in (
+        RandomPerturbationSettings(search="first_within_tolerance"),
+        WorstCasePerturbationSettings(search="first_within_tolerance"),
+    ):
+        old = search_scale(lambda s, above: s**2, settings)
+        assert old.value == 0.3125 and old.trace[-1] == (0.3125, 0.3125**2)  # the first midpoint within 0.01
+    assert RandomPerturbationSettings().search == WorstCasePerturbationSettings().search == "interpolate"
+    assert search_scale(lambda s, above: s**2, RandomPerturbationSettings()).value == pytest.approx(math.sqrt(0.1), rel=1e-3)
+    with pytest.raises(ValueError, match="search"):
+        RandomPerturbationSettings(search="secant")
 
 
 # --- agreement with fresh, plain estimates ----------------------------------------------------
@@ -222,14 +347,18 @@ def test_sigma_prime_drop_is_reproduced_by_a_plain_implementation_and_by_fresh_d
     # ~0.08 (every parameter) and ~0.05 (kernels only).
     settings = _random_settings(variant, mc_samples=50)
     result = sigma_prime(trained, x, y, settings, _generator(0))
-    searched_drop = result.search.trace[-1][1]
-    assert result.search.converged and abs(searched_drop - settings.target_deviation) <= settings.tolerance
+    (lo, lo_drop), (hi, hi_drop) = result.search.bracket
+    assert result.search.converged and lo < result.scale < hi
+    assert settings.target_deviation - settings.tolerance <= lo_drop < settings.target_deviation <= hi_drop
+    assert hi_drop <= settings.target_deviation + settings.tolerance
 
-    # The same draws (the generator's first; the whole training set is the subset), in place: the same drop.
+    # The same draws (the generator's first; the whole training set is the subset), in place: the
+    # same drops at both ends of the bracket, so the same interpolated scale.
     weights = dict(trained.named_parameters())
-    own = perturb.gaussian_noise(weights, result.perturbed_names, settings.mc_samples, _generator(0))
-    own_drops = _plain_gaussian_drops(trained, x, y, variant, result.scale, settings.eps, _unstack(own))
-    assert abs(float(own_drops.mean()) - searched_drop) <= 1 / len(x)
+    own = _unstack(perturb.gaussian_noise(weights, result.perturbed_names, settings.mc_samples, _generator(0)))
+    for scale, searched_drop in ((lo, lo_drop), (hi, hi_drop)):
+        own_drops = _plain_gaussian_drops(trained, x, y, variant, scale, settings.eps, own)
+        assert abs(float(own_drops.mean()) - searched_drop) <= 1 / len(x)
 
     fresh_draws = 100
     fresh = _plain_gaussian_drops(
@@ -245,15 +374,19 @@ def test_alpha_prime_drop_is_reproduced_by_a_plain_implementation_and_by_fresh_r
     x, y = data
     settings = _worst_settings(variant)
     result = alpha_prime(trained, x, y, settings, _generator(0))
-    searched_drop = result.search.trace[-1][1]
-    assert result.search.converged and abs(searched_drop - settings.target_deviation) <= settings.tolerance
+    (lo, lo_drop), (hi, hi_drop) = result.search.bracket
+    assert result.search.converged and lo < result.scale < hi
+    assert settings.target_deviation - settings.tolerance <= lo_drop < settings.target_deviation <= hi_drop
+    assert hi_drop <= settings.target_deviation + settings.tolerance
 
-    # The same starts, ascended by plain autograd in place: the same drop, up to a sample or two whose
-    # prediction flips with floating-point differences along the ascent.
+    # The same starts, ascended by plain autograd in place: the same drops at both ends of the
+    # bracket, up to a sample or two whose prediction flips with floating-point differences along
+    # the ascent.
     weights = dict(trained.named_parameters())
     own = _unstack(perturb.uniform_starts(weights, result.perturbed_names, settings.restarts, _generator(0)))
-    own_drop = _plain_worst_case_drop(trained, x, y, variant, result.scale, settings, own)
-    assert abs(own_drop - searched_drop) <= 2 / len(x)
+    for scale, searched_drop in ((lo, lo_drop), (hi, hi_drop)):
+        own_drop = _plain_worst_case_drop(trained, x, y, variant, scale, settings, own)
+        assert abs(own_drop - searched_drop) <= 2 / len(x)
 
     # Fresh restarts from other seeds. The lowest accuracy of 3 ascents varies from seed to seed
     # (standard deviation <= 0.016 over 20 seeds of this net, at alpha'), and the search's drop is
@@ -269,6 +402,94 @@ def test_alpha_prime_drop_is_reproduced_by_a_plain_implementation_and_by_fresh_r
     # there is 0.02-0.07 and 0.19-0.34 over 20 seeds).
     assert fresh_drop(0.8 * result.scale, 103) < settings.target_deviation - settings.tolerance
     assert fresh_drop(1.2 * result.scale, 104) > settings.target_deviation + settings.tolerance
+
+
+# --- counting only as far as the search needs ------------------------------------------------
+
+
+def _gaussian_curve(model, x, y, variant: str, draws: int, vectorize: bool):
+    evaluator = PerturbedEvaluator(model, x, y, variant=variant, batch_size=BATCH, vectorize=vectorize)
+    noise = perturb.gaussian_noise(evaluator.weights, evaluator.perturbed_names, draws, _generator(0))
+
+    def perturbation(sigma, copies):
+        return perturb.gaussian_perturbation(
+            evaluator.weights, {n: z[copies.start : copies.stop] for n, z in noise.items()}, sigma, 0.0
+        )
+
+    return evaluator, DropCurve(evaluator, perturbation, draws, aggregate="mean")
+
+
+@pytest.mark.parametrize("vectorize", [False, True])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_drop_far_above_the_level_stops_early_and_resumes_to_the_full_count(trained, data, variant, vectorize):
+    x, y = data
+    evaluator, curve = _gaussian_curve(trained, x, y, variant, draws=4, vectorize=vectorize)
+    _, fresh = _gaussian_curve(trained, x, y, variant, draws=4, vectorize=vectorize)
+    full = fresh(1.0, math.inf)  # every sample of every draw
+    plain = _plain_gaussian_drops(trained, x, y, variant, 1.0, 0.0, _unstack(_noise_of(trained, variant, 4)))
+    assert full == pytest.approx(float(plain.mean()), abs=1e-6)  # float32 rounding; one sample is 1/768
+
+    spent = evaluator.passes.forward_evaluations
+    early = curve(1.0, 0.11)
+    assert isinstance(early, LowerBound) and 0.11 < early <= full
+    first = evaluator.passes.forward_evaluations - spent
+    assert first < 4 * len(evaluator.accuracy_chunks)  # not every (draw, chunk) was counted
+    assert curve(1.0, math.inf) == full and not isinstance(curve(0.0, math.inf), LowerBound)
+    # The second request counted the rest only (and the request at 0 its own full count).
+    assert evaluator.passes.forward_evaluations - spent == 2 * 4 * len(evaluator.accuracy_chunks)
+
+
+def _noise_of(model, variant, draws):
+    weights = dict(model.named_parameters())
+    return perturb.gaussian_noise(weights, perturbed_parameter_names(model, variant), draws, _generator(0))
+
+
+def test_one_restart_beyond_the_level_decides_the_worst_case_without_the_others(trained, data):
+    x, y = data
+    settings = _worst_settings("all_params_bn_eval", restarts=3, ascent_steps=4)
+    evaluator = PerturbedEvaluator(trained, x, y, variant=settings.variant, batch_size=BATCH, vectorize=False)
+    starts = perturb.uniform_starts(evaluator.weights, evaluator.perturbed_names, settings.restarts, _generator(0))
+
+    def ascended(alpha, copies):
+        part = {n: s[copies.start : copies.stop] for n, s in starts.items()}
+        return perturb.worst_case_perturbation(evaluator, part, alpha, eps=settings.eps, ascent_steps=4, step_fraction=0.5)
+
+    curve = DropCurve(evaluator, ascended, settings.restarts, aggregate="min")
+    early = curve(1.0, 0.11)
+    assert isinstance(early, LowerBound) and early > 0.11
+    assert evaluator.passes.backward_evaluations == 4  # one restart's ascent
+    exact = curve(1.0, math.inf)
+    assert evaluator.passes.backward_evaluations == 3 * 4  # the other two, once each
+    accuracies = evaluator.accuracies(ascended(1.0, range(3)))  # all three at once, from scratch
+    assert exact == evaluator.reference_accuracy - float(accuracies.min()) and exact >= early
+
+
+def test_accuracy_chunks_put_the_likeliest_flips_first_and_count_every_sample_once(trained, data):
+    x, y = data
+    eval_mode = PerturbedEvaluator(trained, x, y, variant="all_params_bn_eval", batch_size=BATCH)
+    with torch.no_grad():
+        logits = trained(x)
+    margins = logits.gather(1, y[:, None])[:, 0] - logits.scatter(1, y[:, None], -math.inf).amax(1)
+    counted = torch.cat([xb for xb, _ in eval_mode.accuracy_chunks])
+    order = margins.argsort(stable=True)
+    assert torch.equal(counted, x[order]) and torch.equal(torch.cat([yb for _, yb in eval_mode.accuracy_chunks]), y[order])
+    assert eval_mode.reference_accuracy == float((logits.argmax(1) == y).float().mean())
+
+    batch_stats = PerturbedEvaluator(trained, x, y, variant="kernels_bn_batch_stats", batch_size=BATCH)
+    as_sets = lambda chunks: sorted(tuple(yb.tolist()) + tuple(xb.flatten()[:3].tolist()) for xb, yb in chunks)
+    assert len(batch_stats.accuracy_chunks) == len(batch_stats.chunks) == 3
+    assert as_sets(batch_stats.accuracy_chunks) == as_sets(batch_stats.chunks)  # the same batches, reordered
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_vectorized_and_one_copy_at_a_time_evaluations_find_the_same_scale(trained, data, variant):
+    x, y = data
+    for find, settings in ((sigma_prime, _random_settings(variant)), (alpha_prime, _worst_settings(variant, ascent_steps=6))):
+        one_at_a_time = find(trained, x, y, settings, _generator(0), vectorize=False)
+        vectorized = find(trained, x, y, settings, _generator(0), vectorize=True)
+        assert vectorized.search.bracket == one_at_a_time.search.bracket
+        assert vectorized.scale == one_at_a_time.scale
+        assert vectorized.passes.forward_calls < one_at_a_time.passes.forward_calls  # one call for all copies
 
 
 # --- magnitude awareness ----------------------------------------------------------------------
@@ -311,7 +532,9 @@ def test_a_plain_gaussian_perturbation_is_not_invariant_to_rescaling(trained, da
 
     def plain_sigma(model):
         return bisect_deviation(
-            lambda s: float(_plain_gaussian_drops(model, x, y, settings.variant, s, 0.0, normals, magnitude_aware=False).mean()),
+            lambda s, above: float(
+                _plain_gaussian_drops(model, x, y, settings.variant, s, 0.0, normals, magnitude_aware=False).mean()
+            ),
             target=settings.target_deviation,
             tolerance=settings.tolerance,
             low=settings.search_low,
@@ -402,13 +625,13 @@ def test_only_the_variants_parameters_reach_the_network_perturbed(trained, data,
     assert set(perturbed_parameter_names(trained, variant)) == expected
 
     seen: list[set[str]] = []
-    original = PerturbedEvaluator.accuracies
+    original = PerturbedEvaluator.correct
 
-    def recording(self, perturbed):
+    def recording(self, perturbed, chunk):
         seen.append(set(perturbed))
-        return original(self, perturbed)
+        return original(self, perturbed, chunk)
 
-    monkeypatch.setattr(perturb.PerturbedEvaluator, "accuracies", recording)
+    monkeypatch.setattr(perturb.PerturbedEvaluator, "correct", recording)
     result = sigma_prime(trained, x, y, _random_settings(variant, max_steps=3), _generator(0))
     assert set(result.perturbed_names) == expected
     assert seen and all(names == expected for names in seen)
@@ -452,3 +675,34 @@ def test_memorizing_shuffled_labels_is_sharper_than_fitting_true_labels(trained,
     # under every measure (seed 0: 16 vs 164, 542 vs 8666, 3.5 vs 28, 28 vs 164).
     for key, (true, shuffled) in values.items():
         assert shuffled > true, key
+
+
+# --- continuous values --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seeds_of_one_recipe(data, trained) -> list[TinyNet]:
+    """Five nets of one recipe that differ only in their seed (initialization and data order)."""
+    x, y = data
+    return [trained] + [_train(x, y, epochs=30, seed=seed) for seed in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize("name", ["inv_sigma_prime", "inv_sigma_dprime", "inv_alpha_prime", "inv_alpha_dprime"])
+def test_distinct_models_get_distinct_values(seeds_of_one_recipe, data, name):
+    x, y = data
+    measure = _registered_measures()[name]
+    settings = measure.settings.model_copy(update={"batch_size": BATCH})  # the defaults otherwise
+    values = [measure.fn(_context(model, x, y, seed=0), settings) for model in seeds_of_one_recipe]
+    assert len(set(values)) == len(values), values
+
+
+@pytest.mark.parametrize("find", [sigma_prime, alpha_prime])
+def test_the_measures_answer_a_midpoint_under_the_old_rule_and_between_evaluations_under_the_new(trained, data, find):
+    x, y = data
+    settings = (_random_settings if find is sigma_prime else _worst_settings)("all_params_bn_eval")
+    new = find(trained, x, y, settings, _generator(0))
+    old = find(trained, x, y, settings.model_copy(update={"search": "first_within_tolerance"}), _generator(0))
+    assert old.search.converged and old.scale == old.search.trace[-1][0]  # the first midpoint within tolerance
+    (lo, _), (hi, _) = new.search.bracket
+    assert new.search.converged and lo < new.scale < hi
+    assert new.scale not in [scale for scale, _ in new.search.trace]

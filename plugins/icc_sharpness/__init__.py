@@ -11,11 +11,15 @@ square of the relative perturbation scale at which the training accuracy drops b
 - ``inv_sigma_dprime``, ``inv_alpha_dprime`` (1/sigma''^2, 1/alpha''^2): the same on conv and
   linear kernels only, BatchNorm on batch statistics (its running buffers untouched).
 
-The model is never modified (every perturbation is a functional copy) and a seed gives the same
-value on one device. The smallest scale the bisection can return is its resolution
-(search_high - search_low) / 2**(max_steps + 1), so the measure is finite: at most about 1.1e12
-with the defaults, for a network that a perturbation of scale ~1e-6 (or the eps floor alone)
-already costs 0.1 of training accuracy.
+The scale is continuous: the search bisects until both ends of its bracket are within the
+tolerance of the target drop, then interpolates the crossing between them (``search =
+"interpolate"``, :mod:`icc_sharpness.search`); ``search = "first_within_tolerance"`` gives the
+dyadic midpoints of icc_sharpness 0.1. The model is never modified (every perturbation is a
+functional copy) and a seed gives the same value on one device. The smallest scale the search can
+return is its resolution (search_high - search_low) / 2**(max_steps + 1), so the measure is finite:
+at most about 1.1e12 with the defaults, for a network that a perturbation of scale ~1e-6 (or the
+eps floor alone) already costs 0.1 of training accuracy; the largest scale is search_high, so the
+measure is at least 1 / search_high**2 = 0.25.
 
 References
 ----------
@@ -31,7 +35,7 @@ from icc_bench import Measure, MeasureContext, hookimpl
 from icc_sharpness.perturb import alpha_prime, sigma_prime
 from icc_sharpness.settings import RandomPerturbationSettings, WorstCasePerturbationSettings
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def inverse_sigma_squared(ctx: MeasureContext, settings: RandomPerturbationSettings) -> float:

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from icc_sharpness.search import SearchRule
+
 #: ``"all_params_bn_eval"``: perturb every parameter (kernels, biases, BatchNorm affine weights) and
 #: evaluate with BatchNorm on its running statistics (the primed measures, 1/sigma' and 1/alpha').
 #: ``"kernels_bn_batch_stats"``: perturb conv and linear kernels only (parameters with ndim > 1)
@@ -31,7 +33,18 @@ class SharpnessSearchSettings(BaseModel):
     target_deviation: float = Field(
         0.1, gt=0, lt=1, description="the training-accuracy drop (absolute, in [0, 1]) the search aims for"
     )
-    tolerance: float = Field(1e-2, gt=0, description="the search stops once |drop - target_deviation| <= tolerance")
+    search: SearchRule = Field(
+        "interpolate",
+        description=(
+            "'interpolate': bisect until both ends of the bracket have |drop - target_deviation| <= tolerance (or "
+            "max_steps), then answer where the chord between them crosses the target (continuous values); "
+            "'first_within_tolerance': answer the first midpoint within tolerance (dyadic values, icc_sharpness 0.1). "
+            "See icc_sharpness.search"
+        ),
+    )
+    tolerance: float = Field(
+        1e-2, gt=0, description="half-width of the band around target_deviation that ends the search (see search)"
+    )
     sharpness_samples: int | None = Field(
         5000,
         gt=0,
@@ -39,7 +52,9 @@ class SharpnessSearchSettings(BaseModel):
     )
     search_low: float = Field(0.0, ge=0, description="lower end of the bisection interval for sigma' or alpha'")
     search_high: float = Field(2.0, gt=0, description="upper end of the bisection interval")
-    max_steps: int = Field(20, gt=0, description="bisection steps at most; the answer is then the final bracket's midpoint")
+    max_steps: int = Field(
+        20, gt=0, description="bisection midpoints at most; the answer then comes from the final bracket (see search)"
+    )
     eps: float = Field(1e-3, ge=0, description="additive floor of the perturbation scale, so that zero weights are perturbed too")
     batch_size: int = Field(
         128,
