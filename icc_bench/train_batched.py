@@ -67,7 +67,7 @@ from torch import Tensor, nn
 
 from icc_bench.config import ArchitectureSpec, HyperParams, Schedule
 from icc_bench.data import ImageDataset
-from icc_bench.data.batches import MAX_SHIFT, _apply_augmentation, _draw_augmentation
+from icc_bench.data.batches import _apply_augmentation, _draw_augmentation
 from icc_bench.models import count_layers
 from icc_bench.train import (
     EVAL_BATCH,
@@ -324,6 +324,7 @@ class _Group:
             if isinstance(module, _GroupedDropout):
                 module.rates, module.generators = self.dropout_rates, self.dropout_generators
         self.n_sgd = sum(r.kind == "sgd" for r in self.recipes)
+        self._columns: dict[tuple, tuple[Tensor, Tensor | None]] = {}
 
     def keep(self, rows: list[int]) -> None:
         """Drop every row not in ``rows`` (members that are done)."""
@@ -337,6 +338,17 @@ class _Group:
             setattr(self, attribute, [values[r] for r in rows])
         self._bind()
 
+    def _settings(self, rows: slice) -> tuple[Tensor, Tensor | None]:
+        """Learning-rate and weight-decay columns (None: no decay) of ``rows``, on the device; built
+        again only when a value changes (a milestone, a member leaving), not at every step."""
+        recipes = self.recipes[rows]
+        key = (rows.start, rows.stop, tuple(r.lr for r in recipes), tuple(r.weight_decay for r in recipes))
+        if key not in self._columns:
+            decay = [r.weight_decay for r in recipes]
+            like = self.flat[rows]
+            self._columns[key] = (_column([r.lr for r in recipes], like), _column(decay, like) if any(decay) else None)
+        return self._columns[key]
+
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor]) -> None:
         """One optimizer step of every member: ``torch.optim``'s SGD and Adam formulas, row by row."""
@@ -344,28 +356,27 @@ class _Group:
         self.steps += 1
         sgd, adam = slice(0, self.n_sgd), slice(self.n_sgd, self.rows)
         if self.n_sgd:
-            recipes = self.recipes[sgd]
+            lr, weight_decay = self._settings(sgd)
             p, g, buf = self.flat[sgd], grad[sgd], self.momentum_buffer[sgd]
-            if any(r.weight_decay for r in recipes):
-                g = g + _column([r.weight_decay for r in recipes], p) * p
+            if weight_decay is not None:
+                g = g + weight_decay * p
             if self.steps == 1:
                 buf.copy_(g)
             else:
-                buf.mul_(_shared(recipes, "momentum")).add_(g)
-            p.sub_(_column([r.lr for r in recipes], p) * buf)
+                buf.mul_(_shared(self.recipes[sgd], "momentum")).add_(g)
+            p.sub_(lr * buf)
         if self.rows > self.n_sgd:
-            recipes = self.recipes[adam]
-            (beta1, beta2), eps = _shared(recipes, "betas"), _shared(recipes, "eps")
+            lr, weight_decay = self._settings(adam)
+            (beta1, beta2), eps = _shared(self.recipes[adam], "betas"), _shared(self.recipes[adam], "eps")
             p, g, exp_avg, exp_avg_sq = self.flat[adam], grad[adam], self.exp_avg[adam], self.exp_avg_sq[adam]
-            if any(r.weight_decay for r in recipes):
-                g = g + _column([r.weight_decay for r in recipes], p) * p
+            if weight_decay is not None:
+                g = g + weight_decay * p
             exp_avg.lerp_(g, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             bias_correction1 = 1 - beta1**self.steps
             bias_correction2 = 1 - beta2**self.steps
-            step_size = _column([r.lr / bias_correction1 for r in recipes], p)
             denom = (exp_avg_sq.sqrt() / bias_correction2**0.5).add_(eps)
-            p.sub_(step_size * exp_avg / denom)
+            p.sub_((lr / bias_correction1) * exp_avg / denom)
 
     def load_into(self, row: int, steps_taken: int) -> nn.Module:
         """Row ``row``'s weights and statistics, loaded into that member's own network."""
