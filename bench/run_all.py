@@ -67,6 +67,14 @@ def _pgdl_cost(out: str) -> list[str]:
     return [f"{m['name']}: {m['cpu']}x CPU, {m['wall']}x wall, {m['images']} images" for m in rows]
 
 
+def _population_training(out: str) -> list[str]:
+    size = re.search(r"(?P<models>\d+) configurations x (?P<epochs>\d+) epochs", out)
+    ratio = re.search(r"ratio \(one at a time / batched\): (?P<wall>[\d.]+x) wall, (?P<cpu>[\d.]+x) CPU", out)
+    if not (size and ratio):
+        return []
+    return [f"{size['models']} models x {size['epochs']} epochs: {ratio['wall']} wall, {ratio['cpu']} CPU"]
+
+
 def _lines_naming_a_ratio(out: str) -> list[str]:
     return [line.strip() for line in out.splitlines() if re.search(r"\b(ratio|speedup)\b", line, re.I)]
 
@@ -115,6 +123,14 @@ BENCHMARKS: dict[str, Benchmark] = {
             reading="seconds with the B = 1000 bootstrap (intervals, paired comparisons, sign-error) / seconds of the "
             "point scores; the absolute bootstrap seconds are the figure to read (goal: a few seconds)",
             ratios=lambda out: [line.removeprefix("ratio ").strip() for line in out.splitlines() if line.startswith("ratio (")],
+        ),
+        Benchmark(
+            "population_training.py",
+            reference="the same configurations trained one at a time (`--batch-models 1`: `train_model`'s own loop) "
+            "by the same driver, records written; mini's VGG (base width 4), 16 configurations of one width, depth "
+            "and batch size, 3 epochs",
+            reading="seconds one at a time / batched, wall-clock and process CPU; higher is better, goal >= 4 on 2 CPU cores",
+            ratios=_population_training,
         ),
         Benchmark(
             "intraclass_cost.py",

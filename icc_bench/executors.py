@@ -2,7 +2,10 @@
 
 Both executors have the same two methods, and both yield results in the order they finish:
 
-- ``train(jobs, ...)`` runs ``icc_bench.population.run_job`` per job and yields its ``JobResult``;
+- ``train(jobs, ...)`` runs ``icc_bench.population.run_job`` per job and yields its ``JobResult``
+  (the local executor, with ``batch_models`` above 1 or "auto", trains jobs that can share a
+  program in groups, ``icc_bench.population.run_batch``, and yields each job's result as soon as
+  that job is done);
 - ``measure(tasks, ...)`` runs ``icc_bench.evaluate.measure_model`` per model and yields its
   values, as lists of ``MeasuredValue``: on Ray a model's values at once, when its task ends;
   locally one value at a time, as each measure finishes.
@@ -11,7 +14,8 @@ Neither writes anything. The drivers (``population.train_population``, ``evaluat
 write each result the moment it arrives, so a worker that dies loses only the model it was working
 on, and a re-run redoes only what is missing.
 
-On Ray, each model is one task that reserves ``cpus_per_model`` cores (its torch threads) and
+On Ray, each model is one task (batched training is the local executor's: a group is one
+process's program) that reserves ``cpus_per_model`` cores (its torch threads) and
 ``gpus_per_model`` GPUs. A fraction lets several small models share a GPU: Ray sets each task's
 ``CUDA_VISIBLE_DEVICES`` and counts the fractions, it does not partition the GPU's memory. Each GPU
 task runs in a fresh worker process (a process that has initialised CUDA stays on its GPU), which
@@ -41,20 +45,42 @@ class ExecutorError(RuntimeError):
 
 
 class LocalExecutor:
-    """One model at a time, in this process, on ``device`` (default: CUDA when present, else CPU)."""
+    """Models in this process, on ``device`` (default: CUDA when present, else CPU).
+
+    Parameters
+    ----------
+    batch_models : int or "auto"
+        1 (the default here): one model at a time, ``train_model``'s own loop. N > 1: models that
+        share an architecture and batch size train together, in groups of at most N
+        (``icc_bench.train_batched``). "auto" (the command line's default): groups of at most
+        ``icc_bench.train_batched.AUTO_MAX_MEMBERS``, on the CPU and on CUDA alike.
+    """
 
     name = "local"
+
+    def __init__(self, batch_models: int | str = 1) -> None:
+        if batch_models != "auto" and not (isinstance(batch_models, int) and batch_models >= 1):
+            raise ExecutorError(f"--batch-models {batch_models}: give auto, or the most models to train together (1: one at a time)")
+        self.batch_models = batch_models
 
     def train(
         self, jobs: Iterable[TrainJob], *, data_dir: str | Path | None, device: str | None, progress=None
     ) -> Iterator[JobResult]:
-        from icc_bench.population import run_job
+        from icc_bench.population import batch_groups, run_batch, run_job
+        from icc_bench.train_batched import AUTO_MAX_MEMBERS
 
-        for job in jobs:
+        jobs = list(jobs)
+        max_members = AUTO_MAX_MEMBERS if self.batch_models == "auto" else self.batch_models
+        groups = batch_groups(jobs, max_members) if max_members > 1 else [[job] for job in jobs]
+        for group in groups:
             if progress is not None:
-                progress.model_started(job)
-            on_epoch = (lambda stats, job=job: progress.epoch(job, stats)) if progress is not None else None
-            yield run_job(job, data_dir=data_dir, device=device, on_epoch=on_epoch)
+                for job in group:
+                    progress.model_started(job)
+            if len(group) == 1:
+                on_epoch = (lambda stats, job=group[0]: progress.epoch(job, stats)) if progress is not None else None
+                yield run_job(group[0], data_dir=data_dir, device=device, on_epoch=on_epoch)
+            else:
+                yield from run_batch(group, data_dir=data_dir, device=device, on_epoch=progress.epoch if progress is not None else None)
 
     def measure(
         self,
@@ -289,10 +315,23 @@ def _absolute_data_dir(data_dir: str | Path | None) -> str | None:
 
 
 # -- command line --------------------------------------------------------------------------------
+def _batch_models(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: give auto, or the most models to train together (1: one at a time)")
+    return n
+
+
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--executor``, ``--ray-address``, ``--gpus-per-model``, ``--cpus-per-model``."""
+    """``--executor``, ``--batch-models``, ``--ray-address``, ``--gpus-per-model``, ``--cpus-per-model``."""
     group = parser.add_argument_group("where models are trained and measured")
     group.add_argument("--executor", choices=("local", "ray"), default="local", help="local: one model at a time in this process (default); ray: one task per model on a Ray cluster")
+    group.add_argument("--batch-models", type=_batch_models, default="auto", metavar="auto|N", help="train models that share an architecture and batch size together, at most N at once (default auto: up to 16, local executor; 1: one at a time)")
     group.add_argument("--ray-address", default=None, metavar="ADDRESS", help="a running Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: $RAY_ADDRESS, else a cluster started on this machine)")
     group.add_argument("--gpus-per-model", type=float, default=None, metavar="F", help="GPUs each model reserves; 0.25 puts four models on each GPU (default: 1 when the cluster has GPUs and --device is not cpu, else 0)")
     group.add_argument("--cpus-per-model", type=int, default=None, metavar="N", help="cores each model reserves, and its torch threads (default 1)")
@@ -305,5 +344,10 @@ def make_executor(args: argparse.Namespace) -> LocalExecutor | RayExecutor:
         given = [flag for flag, value in ray_options.items() if value is not None]
         if given:
             raise ExecutorError(f"{given[0]} applies to --executor ray only; add --executor ray, or drop {given[0]}")
-        return LocalExecutor()
+        return LocalExecutor(batch_models=args.batch_models)
+    if args.batch_models not in ("auto", 1):
+        raise ExecutorError(
+            f"--batch-models {args.batch_models} applies to --executor local; Ray trains one model per task "
+            "(drop --batch-models, or use --executor local)"
+        )
     return RayExecutor(address=args.ray_address, gpus_per_model=args.gpus_per_model, cpus_per_model=args.cpus_per_model or 1)

@@ -19,13 +19,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from icc_bench.config import ArchitectureSpec, DatasetSpec, HyperParams, PopulationSpec, Schedule, SpecError, load_spec
 from icc_bench.claims import Heartbeat, LockFiles, claimed_rounds
 from icc_bench.zoo import Zoo, ZooError, versions
+
+if TYPE_CHECKING:
+    from icc_bench.train import TrainResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,6 +119,48 @@ def run_job(job: TrainJob, *, data_dir: str | Path | None, device: str | None, o
     dataset = load_job_dataset(job.dataset, data_dir)
     dev = resolve_device(device)
     result = train_model(job.architecture, job.hyperparams, job.schedule, dataset, seed=job.seed, device=dev, on_epoch=on_epoch)
+    return job_result(job, result, dataset, dev)
+
+
+def batch_groups(jobs: list[TrainJob], max_members: int) -> list[list[TrainJob]]:
+    """Jobs that can train as one program (``icc_bench.train_batched.batch_key``), in groups of at
+    most ``max_members``, split evenly; in the order of their first job, each group in job order.
+    A job whose architecture trains one at a time is a group of its own."""
+    from icc_bench.train_batched import batch_key
+
+    if max_members < 1:
+        raise ValueError(f"max_members must be at least 1, got {max_members}")
+    by_key: dict[Any, list[TrainJob]] = {}
+    for job in jobs:
+        key = batch_key(job.architecture, job.hyperparams)
+        by_key.setdefault((job.dataset.model_dump_json(), key) if key is not None else job.model_id, []).append(job)
+    groups = []
+    for same in by_key.values():
+        count = -(-len(same) // max_members)  # as few groups as the limit allows, of even sizes
+        groups += [same[len(same) * g // count : len(same) * (g + 1) // count] for g in range(count)]
+    return groups
+
+
+def run_batch(
+    jobs: list[TrainJob], *, data_dir: str | Path | None, device: str | None, on_epoch: Callable | None = None
+) -> Iterator[JobResult]:
+    """Train jobs of one :func:`batch_groups` group as one program; yield each one's result (record
+    not written) as soon as it is done. ``on_epoch(job, stats)`` after each job's epochs."""
+    from icc_bench.train import resolve_device
+    from icc_bench.train_batched import Member, train_batched
+
+    dataset = load_job_dataset(jobs[0].dataset, data_dir)
+    dev = resolve_device(device)
+    members = [
+        Member(job.hyperparams, job.seed, job.schedule, None if on_epoch is None else functools.partial(on_epoch, job))
+        for job in jobs
+    ]
+    for i, result in train_batched(jobs[0].architecture, members, dataset, device=dev):
+        yield job_result(jobs[i], result, dataset, dev)
+
+
+def job_result(job: TrainJob, result: TrainResult, dataset, dev: torch.device) -> JobResult:
+    """The record of a trained job, with its weights, snapshots and predictions."""
     n_params = sum(v.numel() for k, v in result.state_dict.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     record = {
         "model_id": job.model_id,

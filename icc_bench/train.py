@@ -154,6 +154,23 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
+def init_model(
+    architecture: ArchitectureSpec, hp: HyperParams, data: ImageDataset, *, seed: int, device: torch.device
+) -> nn.Module:
+    """The untrained network of one configuration, on ``device``: PyTorch's default initialization
+    drawn after ``torch.manual_seed(seed)``.
+
+    It leaves the global generator where training draws its dropout masks from, so
+    ``torch.get_rng_state()`` right after this call is the state of a model's dropout stream on the
+    CPU (``icc_bench.train_batched`` gives each member that state).
+    """
+    torch.manual_seed(seed)  # weight init, then dropout masks
+    model = build_model(architecture, hp, data.num_classes, data.input_shape).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def train_model(
     architecture: ArchitectureSpec,
     hp: HyperParams,
@@ -171,17 +188,14 @@ def train_model(
     """
     device = resolve_device(device)
     data = dataset.to(device)
-    torch.manual_seed(seed)  # weight init
+    model = init_model(architecture, hp, data, seed=seed, device=device)
     batch_gen = torch.Generator(device=device).manual_seed(seed)  # shuffling and augmentation
-
-    model = build_model(architecture, hp, data.num_classes, data.input_shape).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, hp)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(schedule.milestones), gamma=schedule.gamma)
 
     curve: list[EpochStats] = []
-    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    # Epoch 0 is the initialization, kept for every model: distance from initialization needs it.
+    snapshots: dict[int, dict[str, torch.Tensor]] = {0: _cpu_state(model)}
     reached_stop = False
     started = time.perf_counter()
     for epoch in range(1, schedule.epochs + 1):

@@ -168,7 +168,7 @@ def test_cache_is_keyed_by_checkpoint_and_probe_and_reads_back_bit_for_bit(zoo, 
     assert cache.load(retrained, None, 0, indices) is None
     assert cache.load(final, None, 0, indices[:-1]) is None  # another probe sample under the same name
     assert cache.load(final, None, 0, indices) is not None
-    snapshot = Checkpoint.snapshots(record)[0]
+    snapshot = Checkpoint.snapshots(record)[1]  # [0] is the initialization, kept for every model
     assert snapshot.key == f"{BASE}@1" and cache.path(snapshot, None, 0).name.startswith(f"{BASE}@1.{snapshot.sha256[:16]}.")
     assert cache.path(final, 4, 1).name.endswith(".probe-4-seed1.safetensors")
 

@@ -46,7 +46,9 @@ def training_checkpoints(zoo: Zoo, record: dict, *, require_snapshots: bool = Tr
     """
     from icc_bench.representations_cache import Checkpoint
 
-    snapshots = Checkpoint.snapshots(record)
+    # The epoch-0 snapshot (the initialization, kept for every model since distance from
+    # initialization needs it) is not a point of the training dynamics the spec asked for.
+    snapshots = [c for c in Checkpoint.snapshots(record) if c.epoch != 0]
     if not snapshots and require_snapshots:
         raise AnalysisError(
             f"{zoo.record_path(record['model_id'])}: model '{record['model_id']}' has no checkpoint saved during training "

@@ -1,0 +1,224 @@
+"""Batched population training against one model at a time (``icc_bench.train_batched``).
+
+Every member of a group is checked against ``train_model`` on the same configuration, float32 on
+the CPU, after 3 epochs of 3 steps (the tiny population: 48 training images, batch 16).
+
+Tolerance. A grouped convolution, a batched matrix product and a per-member mean add the same
+float32 terms in another order, so bit-identity is not expected. One rounding is float32's
+eps = 1.2e-7 relative; the longest sums here are weight gradients over b x H x W = 16 x 64 = 1024
+positions, so a gradient may differ by up to ~1e3 eps ~ 1e-4 relative in the worst case (~ sqrt(1024)
+eps ~ 4e-6 typically), and a weight, which moves by the learning rate times a few such gradients,
+by less. We compare every tensor of the state dict (weights and BatchNorm statistics), the
+snapshots, and every loss at ``RTOL = 1e-4`` of its scale (``|a - b| <= 1e-4 |a| + 1e-4 max|a|``).
+Measured: weights of SGD members within 3e-6, losses within 1.1e-5. Accuracies may differ by one
+image (a near-tie whose argmax flips).
+
+Adam, one exception. Adam divides each gradient element by its running RMS, so an element whose
+true gradient is zero steps by up to the learning rate on nothing but rounding noise, which the
+single model's own float32 gradient has too (its float32 and float64 gradients there disagree
+completely). In these 8x8 networks stage 4 is 1x1, so a BatchNorm shift of stage 3 reaches the
+next BatchNorm as a constant over the batch and cancels: its gradient is zero. Such elements are
+allowed Adam's bound, 2 x learning rate x steps, and must be few (<= 1 % of the elements; measured
+0.01-0.11 %, BatchNorm shifts and the running means they feed). SGD members get no exception.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from icc_bench.config import ArchitectureSpec, HyperParams, load_spec
+from icc_bench.executors import LocalExecutor
+from icc_bench.population import batch_groups, expand, load_job_dataset, train_population
+from icc_bench.train import TrainResult, train_model
+from icc_bench.train_batched import Member, batch_key, train_batched
+from icc_bench.zoo import Zoo
+from tiny_population import write_tiny
+
+RTOL = 1e-4
+ADAM_OUTLIERS = 0.01  # fraction of elements allowed Adam's zero-gradient bound
+
+BASE = HyperParams(
+    learning_rate=0.05, batch_size=16, weight_decay=0.0, optimizer="sgd", dropout=0.0, augmentation=False, width=1.0, depth=1.0
+)
+# Two learning rates, weight decay, dropout, augmentation; every one under SGD and under Adam.
+VARIANTS = {
+    "lr0.05": {},
+    "lr0.01_wd": {"learning_rate": 0.01, "weight_decay": 1e-3},
+    "dropout": {"dropout": 0.2},
+    "augmentation": {"augmentation": True},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    spec = load_spec(write_tiny(tmp_path_factory.mktemp("spec"), epochs=3))
+    return spec, load_job_dataset(spec.dataset, None)
+
+
+@pytest.fixture(scope="module")
+def mixed_group(tiny):
+    """Eight members, SGD and Adam interleaved, trained as one group and each alone."""
+    spec, data = tiny
+    members = [
+        Member(BASE.model_copy(update={**changes, "optimizer": optimizer}), seed, spec.schedule)
+        for seed, (changes, optimizer) in enumerate((c, o) for c in VARIANTS.values() for o in ("sgd", "adam"))
+    ]
+    batched = dict(train_batched(spec.architecture, members, data, device="cpu"))
+    alone = [train_model(spec.architecture, m.hp, m.schedule, data, seed=m.seed, device="cpu") for m in members]
+    return members, batched, alone
+
+
+def _assert_close_state(alone: dict[str, torch.Tensor], batched: dict[str, torch.Tensor], *, adam_bound: float | None) -> float:
+    """Every tensor within RTOL of its scale; with ``adam_bound``, a few elements may use it instead.
+    Returns the fraction of elements that did."""
+    assert list(batched) == list(alone)
+    outliers = elements = 0
+    for name, a in alone.items():
+        b = batched[name]
+        assert b.shape == a.shape and b.dtype == a.dtype and b.device.type == "cpu", name
+        if not a.is_floating_point():  # num_batches_tracked: the steps taken
+            assert torch.equal(b, a), name
+            continue
+        error = (b - a).abs()
+        outside = error > RTOL * (a.abs() + a.abs().max())
+        if adam_bound is None:
+            assert not outside.any(), f"{name}: max |difference| {error.max():.3g}, scale {a.abs().max():.3g}"
+        else:
+            assert error.max() <= adam_bound, f"{name}: max |difference| {error.max():.3g} > Adam's bound {adam_bound:.3g}"
+        outliers += int(outside.sum())
+        elements += a.numel()
+    return outliers / elements
+
+
+def _assert_same_training(alone: TrainResult, batched: TrainResult, data, *, adam_bound: float | None = None) -> None:
+    n_train, n_test = len(data.y_train), len(data.y_test)
+    assert batched.epochs_run == alone.epochs_run and batched.reached_loss_stop == alone.reached_loss_stop
+    assert batched.layers == alone.layers
+    assert [s.epoch for s in batched.curve] == [s.epoch for s in alone.curve]
+    for a, b in zip(alone.curve, batched.curve):
+        assert b.learning_rate == a.learning_rate
+        assert b.train_loss == pytest.approx(a.train_loss, rel=RTOL)
+        assert abs(b.train_accuracy - a.train_accuracy) <= 1 / n_train + 1e-12
+        assert abs(b.test_accuracy - a.test_accuracy) <= 1 / n_test + 1e-12
+    assert batched.train_loss == pytest.approx(alone.train_loss, rel=RTOL)
+    assert batched.test_loss == pytest.approx(alone.test_loss, rel=RTOL)
+    assert abs(batched.test_accuracy - alone.test_accuracy) <= 1 / n_test + 1e-12
+    assert batched.predictions.keys() == alone.predictions.keys()
+    for split, (predicted, labels) in alone.predictions.items():
+        assert torch.equal(batched.predictions[split][1], labels)
+        assert int((batched.predictions[split][0] != predicted).sum()) <= 1
+    outliers = _assert_close_state(alone.state_dict, batched.state_dict, adam_bound=adam_bound)
+    assert outliers <= (ADAM_OUTLIERS if adam_bound is not None else 0)
+    assert batched.snapshots.keys() == alone.snapshots.keys() == {0, 1}  # the initialization and the spec's save_epochs
+    for epoch, snapshot in alone.snapshots.items():
+        _assert_close_state(snapshot, batched.snapshots[epoch], adam_bound=adam_bound)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_sgd_member_matches_training_alone(mixed_group, tiny, variant):
+    members, batched, alone = mixed_group
+    i = 2 * list(VARIANTS).index(variant)
+    assert members[i].hp.optimizer == "sgd"
+    _assert_same_training(alone[i], batched[i], tiny[1])
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_adam_member_matches_training_alone(mixed_group, tiny, variant):
+    members, batched, alone = mixed_group
+    i = 2 * list(VARIANTS).index(variant) + 1
+    assert members[i].hp.optimizer == "adam"
+    steps = alone[i].state_dict["stage1.conv1.bn.num_batches_tracked"].item()
+    _assert_same_training(alone[i], batched[i], tiny[1], adam_bound=2 * members[i].hp.learning_rate / 100 * steps)
+
+
+def test_members_really_differ(mixed_group):
+    """The comparison above is not vacuous: members of one group end far apart from each other."""
+    _, batched, _ = mixed_group
+    first = batched[0].state_dict["stage1.conv1.conv.weight"]
+    for i in range(1, len(batched)):
+        assert (batched[i].state_dict["stage1.conv1.conv.weight"] - first).abs().max() > 1e-2
+
+
+def test_a_member_that_stops_early_is_handed_back_then_and_stops_changing(tiny):
+    spec, data = tiny
+    stops = spec.schedule.model_copy(update={"stop_train_loss": 100.0})  # every epoch's loss is below: done after 1
+    events: list[tuple[str, int, int]] = []
+    members = [
+        Member(BASE, 0, spec.schedule, on_epoch=lambda s: events.append(("epoch", 0, s.epoch))),
+        Member(BASE.model_copy(update={"optimizer": "adam"}), 1, stops, on_epoch=lambda s: events.append(("epoch", 1, s.epoch))),
+    ]
+    results = {}
+    for i, result in train_batched(spec.architecture, members, data, device="cpu"):
+        events.append(("done", i, result.epochs_run))
+        results[i] = result
+    assert events == [
+        ("epoch", 0, 1), ("epoch", 1, 1), ("done", 1, 1),  # handed back at once, before member 0 trains on
+        ("epoch", 0, 2), ("epoch", 0, 3), ("done", 0, 3),
+    ]
+    stopped = results[1]
+    assert stopped.reached_loss_stop and stopped.epochs_run == 1 and not results[0].reached_loss_stop
+    # Its weights are those after epoch 1 (its snapshot), bit for bit, and those of training it alone.
+    assert all(torch.equal(stopped.state_dict[k], v) for k, v in stopped.snapshots[1].items())
+    alone = train_model(spec.architecture, members[1].hp, stops, data, seed=1, device="cpu")
+    assert alone.epochs_run == 1
+    steps = alone.state_dict["stage1.conv1.bn.num_batches_tracked"].item()
+    _assert_same_training(alone, stopped, data, adam_bound=2 * BASE.learning_rate / 100 * steps)
+    # The member that trained on alone in the group is as if it had never had company.
+    _assert_same_training(train_model(spec.architecture, BASE, spec.schedule, data, seed=0, device="cpu"), results[0], data)
+
+
+def test_members_that_cannot_share_a_program_are_refused(tiny):
+    spec, data = tiny
+    vgg = spec.architecture
+    assert batch_key(vgg, BASE) != batch_key(vgg, BASE.model_copy(update={"batch_size": 48}))
+    assert batch_key(vgg, BASE) != batch_key(vgg, BASE.model_copy(update={"width": 1.5}))
+    assert batch_key(vgg, BASE) == batch_key(vgg, BASE.model_copy(update={"optimizer": "adam", "dropout": 0.2, "learning_rate": 0.1}))
+    assert batch_key(ArchitectureSpec(name="timm:resnet18"), BASE) is None
+    members = [Member(BASE, 0, spec.schedule), Member(BASE.model_copy(update={"batch_size": 48}), 0, spec.schedule)]
+    with pytest.raises(ValueError, match="batch size"):
+        next(train_batched(vgg, members, data, device="cpu"))
+    with pytest.raises(ValueError, match="one model at a time"):
+        next(train_batched(ArchitectureSpec(name="timm:resnet18"), members[:1], data, device="cpu"))
+
+
+def test_batch_groups_share_a_key_and_split_evenly(tiny):
+    spec, _ = tiny
+    jobs = expand(spec)  # 7 jobs: 5 at (width 1, batch 16), one at batch 48, one at width 1.5
+    groups = batch_groups(jobs, 2)
+    assert sorted(j.model_id for g in groups for j in g) == sorted(j.model_id for j in jobs)
+    assert sorted(len(g) for g in groups) == [1, 1, 1, 2, 2]
+    for group in groups:
+        assert len({batch_key(j.architecture, j.hyperparams) for j in group}) == 1
+    assert [len(g) for g in batch_groups(jobs, 16)] == [5, 1, 1]
+    assert [len(g) for g in batch_groups(jobs, 1)] == [1] * 7
+
+
+def test_batched_population_writes_every_record_as_one_at_a_time_does(tiny, tmp_path):
+    spec, data = tiny
+    spec = spec.model_copy(update={"schedule": spec.schedule.model_copy(update={"epochs": 2})})
+    one = train_population(spec, tmp_path / "one", device="cpu", executor=LocalExecutor(batch_models=1))
+    batched = train_population(spec, tmp_path / "batched", device="cpu", executor=LocalExecutor(batch_models=3))
+    assert batched.trained == one.trained == len(expand(spec)) and batched.remaining == 0
+    zoo = Zoo(tmp_path / "batched" / spec.name)
+    for a, b in zip(one.records, batched.records):
+        assert b["model_id"] == a["model_id"] and list(b) == list(a)
+        assert [list(e) for e in b["curve"]] == [list(e) for e in a["curve"]]
+        assert b["test_loss"] == pytest.approx(a["test_loss"], rel=RTOL)
+        assert b["predictions"]["splits"] == a["predictions"]["splits"]
+        zoo.verify(b["model_id"])
+        zoo.verify(b["model_id"], epoch=1)
+    model, record = zoo.load_model(batched.records[0]["model_id"])
+    from icc_bench.train import evaluate
+
+    assert evaluate(model, data.x_test, data.y_test)[1] == pytest.approx(record["test_accuracy"])
+
+
+def test_batch_models_option(tmp_path):
+    from icc_bench.cli import main
+
+    spec = write_tiny(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["train", str(spec), "--runs-dir", str(tmp_path / "runs"), "--batch-models", "0"])
+    assert main(["train", str(spec), "--runs-dir", str(tmp_path / "runs"), "--batch-models", "4", "--executor", "ray"]) == 2
+    assert not (tmp_path / "runs" / "tiny" / "models").exists()
