@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,10 +25,80 @@ def _build(**options):
     return build_synthetic_hierarchy(SyntheticHierarchyOptions(**options), None)
 
 
+FIELDS = ("x_train", "y_train", "x_test", "y_test", "fine_train", "fine_test", "fine_to_coarse", "x_heldout", "y_heldout")
+
+
 def test_same_seed_gives_identical_data():
-    a, b = _build(**SMALL, seed=3), _build(**SMALL, seed=3)
-    for field in ("x_train", "y_train", "x_test", "y_test", "fine_train", "fine_test", "fine_to_coarse"):
+    a, b = _build(**SMALL, seed=3, heldout_per_subclass=4), _build(**SMALL, seed=3, heldout_per_subclass=4)
+    for field in FIELDS:
         assert torch.equal(getattr(a, field), getattr(b, field)), field
+
+
+def _digest(ds) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for field in FIELDS:
+        h.update(getattr(ds, field).numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_same_seed_gives_the_same_bytes_in_a_fresh_process_whatever_the_global_rng():
+    # The images depend on `seed` alone: not on torch's global generator, nor on what ran before.
+    import subprocess
+    import sys
+
+    torch.manual_seed(12345)
+    torch.rand(100)
+    here = _digest(_build(**SMALL, seed=5, heldout_per_subclass=4))
+    code = (
+        "import sys; sys.path[:0] = sys.argv[1:]\n"
+        "from test_synthetic_dataset import SMALL, _build, _digest\n"
+        "print(_digest(_build(**SMALL, seed=5, heldout_per_subclass=4)))"
+    )
+    tests_dir = str(Path(__file__).parent)
+    out = subprocess.run([sys.executable, "-c", code, tests_dir], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == here
+
+
+def test_heldout_is_a_third_independent_draw():
+    with_heldout = _build(**SMALL, heldout_per_subclass=4)
+    without = _build(**SMALL)
+    assert without.x_heldout is None and without.y_heldout is None
+    # Adding the held-out split changes neither train nor test, and it does not depend on their sizes.
+    assert torch.equal(with_heldout.x_train, without.x_train) and torch.equal(with_heldout.x_test, without.x_test)
+    other_sizes = _build(**{**SMALL, "train_per_subclass": 2, "test_per_subclass": 3}, heldout_per_subclass=4)
+    assert torch.equal(with_heldout.x_heldout, other_sizes.x_heldout)
+    # Balanced over superclasses (the held-out split has no subclass labels), of the same shape.
+    assert with_heldout.x_heldout.shape == (3 * 2 * 4, 3, 12, 12)
+    assert with_heldout.y_heldout.bincount().tolist() == [2 * 4] * 3
+    # Distinct draws: no image appears in two splits.
+    rows = {
+        split: {tuple(image.flatten().tolist()) for image in getattr(with_heldout, f"x_{split}")}
+        for split in ("train", "test", "heldout")
+    }
+    assert not rows["train"] & rows["test"] and not rows["train"] & rows["heldout"] and not rows["test"] & rows["heldout"]
+
+
+def test_default_test_set_has_at_least_ten_thousand_images():
+    options = SyntheticHierarchyOptions()
+    assert options.test_per_subclass * options.superclasses * options.subclasses >= 10_000
+
+
+def test_load_dataset_normalizes_heldout_with_training_statistics_and_never_subsamples_it():
+    from icc_bench.data.dataset import channel_statistics
+
+    options = {**SMALL, "heldout_per_subclass": 4}
+    raw = _build(**options)
+    ds = load_dataset(DatasetSpec(name="synthetic_hierarchy", options=options))
+    mean, std = channel_statistics(raw.x_train)  # the training set's, not the held-out split's own
+    expected = (raw.x_heldout - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    torch.testing.assert_close(ds.x_heldout, expected, rtol=0, atol=1e-5)
+    assert torch.equal(ds.y_heldout, raw.y_heldout)
+    # train_per_class / test_per_class subsample train and test only: all 24 held-out images stay.
+    sub = load_dataset(DatasetSpec(name="synthetic_hierarchy", options={**options, "train_per_class": 6, "test_per_class": 5}))
+    assert sub.y_train.numel() == 3 * 6 and sub.y_test.numel() == 3 * 5
+    assert torch.equal(sub.y_heldout, raw.y_heldout) and sub.x_heldout.shape == raw.x_heldout.shape
 
 
 def test_different_seeds_give_different_data():
