@@ -27,6 +27,7 @@ from icc_bench.evaluate import store_for
 from icc_bench.leaderboard import Leaderboard, MeasureRow, Point
 from icc_bench.measure import Measure
 from icc_bench.reference import REFERENCE_FAMILY, reference_rows
+from icc_bench.regime import population_regime
 from icc_bench.scoring import conditional_mutual_information, granulated_kendall, target_values
 from icc_bench.sign_error import sign_error
 from icc_bench.store import ResultStore, measure_key
@@ -229,6 +230,10 @@ def score_zoo(
         if "schedule" in spec:  # an imported zoo does not know how its models were trained
             notes.append(f"schedule: {spec['schedule']['epochs']} epochs")
     notes.append(f"test set: {test_source}" if correct is not None else f"test set: no shared predictions, {test_source}")
+    regime = population_regime(list(zoo.records()))
+    notes.append(f"regime: {regime.summary()}")
+    if regime.warning():
+        notes.append(f"warning: this population is {regime.warning()}")
     lb = Leaderboard(
         population=spec.get("name", zoo.root.name), zoo=str(zoo.root), target=target, kendall=kendall,
         icc_bench_version=__version__, command=command,

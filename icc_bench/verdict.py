@@ -10,6 +10,7 @@ Generated from the scores, never written by hand. In order:
    question, intraclass clustering against sharpness, when both are present), with the fraction of
    draws in which the first is ahead and whether that is distinguishable;
 3. the reference rows: the ceiling (oracles) and the floor (random) that the target's noise allows,
+   and, when the population misses the paper's regime (:mod:`icc_bench.regime`), that warning,
    and a note when random's interval excludes 0 (by chance on about 1 - level of populations; if
    it persists, the intervals are too narrow to trust).
 
@@ -103,6 +104,7 @@ def verdict_lines(lb: Leaderboard) -> list[str]:
             line += (f" Note: random's {pct} interval excludes 0; by chance that happens on about {100 * (1 - level):.0f}% of "
                      "populations, and if it persists across seeds the intervals understate the noise.")
         lines.append(line)
+    lines += [note[len("warning: "):][:1].upper() + note[len("warning: ") + 1:] + "." for note in lb.notes if note.startswith("warning: ")]
     if lb.bootstrap.get("resampled", "").startswith("groups only"):
         lines.append(f"Intervals resample groups only: {lb.bootstrap['resampled'][len('groups only ('):-1]}; "
                      "the test set's sampling noise is not in them.")

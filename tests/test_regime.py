@@ -88,7 +88,7 @@ def test_train_summary_prints_the_regime_and_warns(capsys):
     from icc_bench.cli import print_train_summary
 
     records = _records([1.0, 0.995, 0.99, 0.98], [0.6, 0.7, 0.8, 0.9], n_test=100)
-    summary = SimpleNamespace(population="toy", total=4, trained=4, already_done=0, remaining=0, seconds=1.0, records=records)
+    summary = SimpleNamespace(population="toy", total=4, trained=4, already_done=0, remaining=0, seconds=1.0, records=records, trained_elsewhere=0, refused={})
     print_train_summary(summary)
     out = " ".join(capsys.readouterr().out.split())
     assert "regime: 3/4 models (75%) reach >= 99% train accuracy" in out
