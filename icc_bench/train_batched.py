@@ -37,8 +37,11 @@ seconds of a population still add up to the time it took.
 Not bit for bit: a grouped convolution, a batched matrix product and a per-member mean sum their
 float32 terms in another order than the single model's kernels, so a member's weights and losses
 agree with ``train_model``'s to a relative ~1e-6 after a few steps, not exactly
-(``tests/test_train_batched.py`` states the tolerance and checks it). For the same reason a member's
-weights depend, in their last bits, on which members share its group.
+(``tests/test_train_batched.py`` states the tolerance and checks it, and why Adam needs more where
+a gradient is zero). Over a whole training run such rounding differences grow, as they do between
+any two float32 runs: ``train_model`` on 1 thread and on 2 ends 3 of mini's epochs with weights up
+to 0.2 apart (relative), and so does batched training; in float64 the two agree to 1e-14. For the
+same reason a member's weights depend, in their last bits, on which members share its group.
 
 Why grouped convolutions, not ``torch.func`` (``stack_module_state`` + ``functional_call`` under
 ``vmap``): measured on the mini population's VGG (base width 4, 16x16 RGB, batch 32), forward,
@@ -85,7 +88,9 @@ from icc_bench.train import (
 #: layers (everything else acts per channel), so members side by side never see each other.
 BATCHABLE_FAMILIES = frozenset({"vgg", "wrn"})
 
-#: Members per group under ``--batch-models auto`` (see ``bench/population_training.py``).
+#: Members per group under ``--batch-models auto``. Groups of 32 were not measurably cheaper per
+#: member than 16 on the CPU (within the noise of a shared machine), and a smaller group hands its
+#: records over sooner and loses less to a kill.
 AUTO_MAX_MEMBERS = 16
 
 #: Input elements (images x members x pixels x channels) per forward pass when evaluating.
