@@ -88,9 +88,11 @@ from icc_bench.train import (
 #: layers (everything else acts per channel), so members side by side never see each other.
 BATCHABLE_FAMILIES = frozenset({"vgg", "wrn"})
 
-#: Members per group under ``--batch-models auto``. Groups of 32 were not measurably cheaper per
-#: member than 16 on the CPU (within the noise of a shared machine), and a smaller group hands its
-#: records over sooner and loses less to a kill.
+#: Members per group under ``--batch-models auto``, on the CPU and on CUDA. Groups of 32 cost the
+#: same per member as 16 on the CPU (mini's VGG, 1 thread: 0.48 s per model either way), and a
+#: smaller group hands its records over sooner and loses less to a kill. On the CPU batching pays
+#: for narrow networks (mini) and breaks even at the paper's width (VGG base width 32: 0.92x CPU,
+#: 1.14x wall; WRN base width 16: 1.06x), so auto batches everywhere; CUDA was not measured.
 AUTO_MAX_MEMBERS = 16
 
 #: Input elements (images x members x pixels x channels) per forward pass when evaluating.
