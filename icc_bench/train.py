@@ -230,6 +230,24 @@ def train_model(
             reached_stop = True
             break
 
+    return trained_result(
+        model, data, curve=curve, reached_loss_stop=reached_stop, snapshots=snapshots, seconds=time.perf_counter() - started
+    )
+
+
+def trained_result(
+    model: nn.Module,
+    data: ImageDataset,
+    *,
+    curve: list[EpochStats],
+    reached_loss_stop: bool,
+    snapshots: dict[int, dict[str, torch.Tensor]],
+    seconds: float,
+) -> TrainResult:
+    """The :class:`TrainResult` of a model done training: its weights, and the final metrics and
+    predictions of :func:`final_predictions`. ``seconds`` spent training so far; the final pass
+    is added."""
+    started = time.perf_counter()
     metrics, predictions = final_predictions(model, data)
     return TrainResult(
         state_dict=_cpu_state(model),
@@ -241,8 +259,8 @@ def train_model(
         heldout_accuracy=metrics.get("heldout_accuracy"),
         predictions=predictions,
         epochs_run=len(curve),
-        reached_loss_stop=reached_stop,
-        seconds=time.perf_counter() - started,
+        reached_loss_stop=reached_loss_stop,
+        seconds=seconds + time.perf_counter() - started,
         layers=count_layers(model),
         snapshots=snapshots,
     )

@@ -30,15 +30,19 @@ What stays each member's own, exactly as :func:`icc_bench.train.train_model` mak
 What comes out for each member is the :class:`~icc_bench.train.TrainResult` that ``train_model``
 would return: the same curve (loss and accuracy of each epoch, test accuracy after it, the
 learning rate), the snapshots at ``save_epochs``, and final metrics and predictions from
-:func:`icc_bench.train.final_predictions` on the member's own ``nn.Module``. Seconds are the
+:func:`icc_bench.train.final_predictions` on the member's own ``nn.Module``, through the same
+:func:`icc_bench.train.trained_result` that ends ``train_model``. Seconds are the
 member's share of the group's wall time (each epoch's time divided by the members in it), so the
 seconds of a population still add up to the time it took.
 
 Not bit for bit: a grouped convolution, a batched matrix product and a per-member mean sum their
 float32 terms in another order than the single model's kernels, so a member's weights and losses
 agree with ``train_model``'s to a relative ~1e-6 after a few steps, not exactly
-(``tests/test_train_batched.py`` states the tolerance and checks it). For the same reason a member's
-weights depend, in their last bits, on which members share its group.
+(``tests/test_train_batched.py`` states the tolerance and checks it, and why Adam needs more where
+a gradient is zero). Over a whole training run such rounding differences grow, as they do between
+any two float32 runs: ``train_model`` on 1 thread and on 2 ends 3 of mini's epochs with weights up
+to 0.2 apart (relative), and so does batched training; in float64 the two agree to 1e-14. For the
+same reason a member's weights depend, in their last bits, on which members share its group.
 
 Why grouped convolutions, not ``torch.func`` (``stack_module_state`` + ``functional_call`` under
 ``vmap``): measured on the mini population's VGG (base width 4, 16x16 RGB, batch 32), forward,
@@ -68,24 +72,27 @@ from torch import Tensor, nn
 from icc_bench.config import ArchitectureSpec, HyperParams, Schedule
 from icc_bench.data import ImageDataset
 from icc_bench.data.batches import _apply_augmentation, _draw_augmentation
-from icc_bench.models import count_layers
 from icc_bench.train import (
     EVAL_BATCH,
     EpochStats,
     TrainResult,
     _autocast,
     _cpu_state,
-    final_predictions,
     init_model,
     make_optimizer,
     resolve_device,
+    trained_result,
 )
 
 #: Architecture families whose forward pass mixes channels only inside convolutions and linear
 #: layers (everything else acts per channel), so members side by side never see each other.
 BATCHABLE_FAMILIES = frozenset({"vgg", "wrn"})
 
-#: Members per group under ``--batch-models auto`` (see ``bench/population_training.py``).
+#: Members per group under ``--batch-models auto``, on the CPU and on CUDA. Groups of 32 cost the
+#: same per member as 16 on the CPU (mini's VGG, 1 thread: 0.48 s per model either way), and a
+#: smaller group hands its records over sooner and loses less to a kill. On the CPU batching pays
+#: for narrow networks (mini) and breaks even at the paper's width (VGG base width 32: 0.92x CPU,
+#: 1.14x wall; WRN base width 16: 1.06x), so auto batches everywhere; CUDA was not measured.
 AUTO_MAX_MEMBERS = 16
 
 #: Input elements (images x members x pixels x channels) per forward pass when evaluating.
@@ -450,10 +457,10 @@ def train_batched(
     for model in models:
         if [n for n, _ in model.named_parameters()] != [n for n, _ in models[0].named_parameters()]:
             raise ValueError("train_batched: members' networks differ in their parameters; they cannot share a group")
-    rows = sorted(range(len(members)), key=lambda i: recipes[i].kind != "sgd")  # SGD rows first, then Adam
+    sgd_first = sorted(range(len(members)), key=lambda i: recipes[i].kind != "sgd")  # row order: SGD, then Adam
     group = _Group(
-        template, [models[i] for i in rows], rows, [recipes[i] for i in rows],
-        [members[i].hp.dropout for i in rows], [dropout_generators[i] for i in rows],
+        template, [models[i] for i in sgd_first], sgd_first, [recipes[i] for i in sgd_first],
+        [members[i].hp.dropout for i in sgd_first], [dropout_generators[i] for i in sgd_first],
     )
     group.network.train()
 
@@ -468,6 +475,7 @@ def train_batched(
         member_rows = [members[i] for i in group.members]
         rows_generators = [generators[i] for i in group.members]
         augmented = [r for r, m in enumerate(member_rows) if m.hp.augmentation]
+        augmented_rows = torch.tensor(augmented, dtype=torch.long, device=device)
         lrs = [r.lr for r in group.recipes]
         order = torch.stack([torch.randperm(n, generator=g, device=device) for g in rows_generators])  # (M, n)
         loss_sum = torch.zeros(group.rows, dtype=torch.float64, device=device)
@@ -476,14 +484,11 @@ def train_batched(
             index = order[:, start : start + batch_size]  # (M, b)
             xb, yb = data.x_train[index], data.y_train[index]  # (M, b, C, H, W), (M, b)
             rows, b = index.shape
-            if augmented:
+            if augmented:  # each member's draws from its own generator, applied in one gather
                 draws = [_draw_augmentation(b, rows_generators[r]) for r in augmented]
-                offsets, flips = torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws])
-                if len(augmented) == rows:
-                    xb = _apply_augmentation(xb.flatten(0, 1), offsets, flips).view(xb.shape)
-                else:
-                    which = torch.tensor(augmented, device=device)
-                    xb[which] = _apply_augmentation(xb[which].flatten(0, 1), offsets, flips).view(len(augmented), *xb.shape[1:])
+                offsets, flips = torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws])  # (A * b, 2), (A * b,)
+                shifted = _apply_augmentation(xb[augmented_rows].flatten(0, 1), offsets, flips)  # (A * b, C, H, W)
+                xb[augmented_rows] = shifted.view(len(augmented), *xb.shape[1:])
             with _autocast(device):
                 logits = group.network(_members_as_channels(xb))  # (b, M * K)
                 logits = logits.view(b, rows, num_classes).transpose(0, 1).float()  # (M, b, K)
@@ -514,23 +519,9 @@ def train_batched(
                 done.append(r)
         for r in sorted(done, key=lambda r: group.members[r]):
             i = group.members[r]
-            final_start = time.perf_counter()
-            model = group.load_into(r, group.steps)
-            metrics, predictions = final_predictions(model, data)
-            yield i, TrainResult(
-                state_dict=_cpu_state(model),
-                curve=curves[i],
-                train_loss=metrics["train_loss"],
-                train_accuracy=metrics["train_accuracy"],
-                test_loss=metrics["test_loss"],
-                test_accuracy=metrics["test_accuracy"],
-                heldout_accuracy=metrics.get("heldout_accuracy"),
-                predictions=predictions,
-                epochs_run=len(curves[i]),
+            yield i, trained_result(
+                group.load_into(r, group.steps), data, curve=curves[i], snapshots=snapshots[i], seconds=seconds[i],
                 reached_loss_stop=curves[i][-1].train_loss < members[i].schedule.stop_train_loss,
-                seconds=seconds[i] + time.perf_counter() - final_start,
-                layers=count_layers(model),
-                snapshots=snapshots[i],
             )
         if done:
             still = [r for r in range(group.rows) if r not in done]
