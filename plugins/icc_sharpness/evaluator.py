@@ -14,12 +14,13 @@ carry a leading copy dimension (Monte Carlo draws, or ascent restarts). Vectoriz
 the functional forward (and ``torch.func.grad`` for the ascent) over that dimension, so each data
 chunk is one call for all copies: on an accelerator, one chunk through one small network leaves
 most of the device idle. On the CPU the copies go one at a time, gradients by plain autograd,
-because there that is faster (``bench/sharpness_cost.py``; on the quick-sized VGG, one thread:
-10 draws x 600 samples forward 0.49 s one at a time vs 0.52 s vmapped; the gradient of 3 restarts
-on 120 samples 75 ms by autograd vs 102 ms vmapped, and 56 ms vs 151 ms with BatchNorm on batch
-statistics, whose functorch form is decomposed into many small operations). The default is
-vectorized exactly when the network is not on the CPU. Either way each copy sees the same
-operations on the same inputs, so the choice changes cost, not the result beyond floating point.
+because there that measured faster: one chunk already fills the cores, vmap's grouped
+convolutions and batching rules add work, and functorch decomposes batch-statistics BatchNorm
+into many small operations for the gradient (``bench/sharpness_cost.py`` prints its vmapped row
+beside the default). The default is vectorized exactly when the network is not on the CPU. Either
+way each copy goes through the same operations on the same inputs; only floating-point rounding
+differs (a grouped convolution against single ones), which can flip a sample at a near-tie and
+move the scale slightly.
 
 The unperturbed forward pass is made once, in the constructor: it gives the reference accuracy
 and each sample's margin (its true-class logit minus the largest other logit), which orders the
