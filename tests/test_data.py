@@ -379,7 +379,8 @@ def test_digits_split_is_a_stratified_partition_and_resolution_8_is_the_original
 
     bunch = load_digits()
     ds = build_digits(DigitsOptions(resolution=8, labels="fine", test_fraction=0.25), None)
-    train, test = _stratified_split(torch.as_tensor(bunch.target), 0.25, 0)
+    train, test, heldout = _stratified_split(torch.as_tensor(bunch.target), 0.25, 0)
+    assert heldout.numel() == 0 and ds.x_heldout is None
     assert sorted(train.tolist() + test.tolist()) == list(range(1797))
     for d in range(10):
         n_d = int((bunch.target == d).sum())
