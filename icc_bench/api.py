@@ -71,7 +71,6 @@ import pandas as pd
 
 from icc_bench.config import PopulationSpec, SpecError
 from icc_bench.evaluate import EvaluationStats, evaluate_zoo, store_for
-from icc_bench.store import measure_key
 from icc_bench.leaderboard import Leaderboard, _sign_error_value
 from icc_bench.measure import Measure
 from icc_bench.plugins import PluginSet, load_plugins
@@ -217,8 +216,7 @@ class ZooResults:
         if not self.zoo.model_ids():
             return []
         with store_for(self.zoo) as store:
-            stored = {(r.measure, r.settings_hash, r.seed) for r in store.results()}
-        return [m for m in candidates if measure_key(m, self.seed) in stored]
+            return store.stored(candidates, self.seed)
 
     def values(self, measures: MeasureLike | Sequence[MeasureLike] | None = None) -> pd.DataFrame:
         """One row per model (index ``model_id``), one column per measure, from the store.

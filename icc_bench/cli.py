@@ -357,7 +357,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
         return leaderboard_suite(args)
     from icc_bench.evaluate import store_for
-    from icc_bench.store import measure_key
     from icc_bench.scores import score_zoo
 
     path = Path(args.zoo)
@@ -368,8 +367,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     plugins = _load_plugins(args)
     measures = _selected_measures(plugins, args.measures, spec)
     with store_for(zoo) as store:
-        stored = {(r.measure, r.settings_hash, r.seed) for r in store.results()}
-    measures = [m for m in measures if measure_key(m, args.seed) in stored]
+        measures = store.stored(measures, args.seed)
     if not measures:
         raise UserError(f"{zoo.root}: the results store holds no values of the selected measures; run `icc-bench evaluate {zoo.root}` first")
     lb = score_zoo(zoo, measures, **_scoring_options(args))

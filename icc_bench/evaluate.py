@@ -136,7 +136,7 @@ def evaluate_zoo(
         # Errors to compute again (--retry-errors): those stored before this run, told apart by
         # when they were stored from one another process computes again meanwhile.
         retry = {
-            ResultKey(r.model_id, r.checkpoint_sha256, r.measure, r.settings_hash, r.seed): r.created
+            r.key: r.created
             for r in (store.results() if retry_errors else ()) if r.status == "error"
         }
 

@@ -1,6 +1,7 @@
 """The results store: every measured value of a zoo, in ``<zoo>/results.sqlite``.
 
-One row per (model, checkpoint sha256, measure, settings hash). The checkpoint hash in the key means
+One row per (model, checkpoint sha256, measure, settings hash, evaluation seed), built by
+:func:`result_key` alone. The checkpoint hash in the key means
 a retrained or altered model never reuses an old value; the settings hash means a measure run with
 other settings is a different row. Each value is committed as soon as it is computed, so a killed
 evaluation loses at most the value it was computing.
@@ -93,6 +94,16 @@ class Result:
     versions: dict[str, str]
     created: str
 
+    @property
+    def key(self) -> ResultKey:
+        """This row's :class:`ResultKey`."""
+        return ResultKey(self.model_id, self.checkpoint_sha256, self.measure, self.settings_hash, self.seed)
+
+    @property
+    def measure_key(self) -> tuple[str, str, int]:
+        """This row's :func:`measure_key`: which measure's values it is one of."""
+        return (self.measure, self.settings_hash, self.seed)
+
 
 class ResultStore:
     """SQLite-backed; safe to open from several processes (WAL journal), one writer at a time."""
@@ -159,8 +170,14 @@ class ResultStore:
         out = [_result(r) for r in rows]
         if measures is not None:
             wanted = set(measures)
-            out = [r for r in out if (r.measure, r.settings_hash, r.seed) in wanted]
+            out = [r for r in out if r.measure_key in wanted]
         return out
+
+    def stored(self, measures: Iterable[Measure], seed: int) -> list[Measure]:
+        """Those of ``measures`` with at least one row (a value, an error) under ``seed``: what a
+        leaderboard can score without computing anything."""
+        keys = {r.measure_key for r in self.results()}
+        return [m for m in measures if measure_key(m, seed) in keys]
 
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
