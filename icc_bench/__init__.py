@@ -158,8 +158,7 @@ import pluggy
 
 from icc_bench.measure import Measure, MeasureContext, NotApplicable, compute_measure
 from icc_bench.registry import Registry
-
-__version__ = "0.1.0"
+from icc_bench.version import __version__
 
 #: Marks a plugin's ``icc_bench_*`` functions as hook implementations (see ``icc_bench.hookspecs``).
 hookimpl = pluggy.HookimplMarker("icc_bench")

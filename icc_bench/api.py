@@ -69,12 +69,14 @@ from typing import Any
 
 import pandas as pd
 
-from icc_bench.config import PopulationSpec, SpecError
-from icc_bench.evaluate import EvaluationStats, evaluate_zoo, store_for
-from icc_bench.leaderboard import Leaderboard, _sign_error_value
+from icc_bench.config import PopulationSpec
+from icc_bench.evaluate import EvaluationStats, evaluate_zoo
+from icc_bench.leaderboard import Leaderboard, sign_error_value
 from icc_bench.measure import Measure
 from icc_bench.plugins import PluginSet, load_plugins
+from icc_bench.selection import select_measures
 from icc_bench.scores import measure_values, records_frame, score_zoo
+from icc_bench.store import store_for
 from icc_bench.suite_leaderboard import SuiteLeaderboard, table_records
 from icc_bench.suites import SuiteSpec
 from icc_bench.uncertainty import BootstrapSettings
@@ -147,19 +149,15 @@ class ZooResults:
 
     def measures(self, patterns: str | Sequence[str] | None = None) -> list[Measure]:
         """The registered measures matching ``patterns`` (fnmatch, comma-separated; None: all),
-        with the population's ``[measure_settings]`` applied, as ``icc-bench evaluate`` selects them."""
+        with the population's ``[measure_settings]`` applied, as ``icc-bench evaluate`` selects them
+        (:func:`icc_bench.selection.select_measures`)."""
         overrides = self.spec.measure_settings if self.spec is not None else {}
-        unknown = sorted(set(overrides) - set(self.plugins.measures.names()))
-        if unknown:
-            raise SpecError(f"population '{self.name}': [measure_settings.{unknown[0]}] names no registered measure; see `icc-bench measures`")
-        selected = self.plugins.measures.list(patterns)
-        return [m.with_settings(**overrides[m.name]) if m.name in overrides else m for m in selected]
+        return select_measures(self.plugins.measures, patterns, overrides, self.name)
 
     def measure(self, name: str, **settings: Any) -> Measure:
         """The registered measure ``name`` with the population's settings, then ``settings``, applied."""
-        measure = self.plugins.measures.get(name)  # an unknown name says "did you mean"
-        overrides = self.spec.measure_settings.get(name, {}) if self.spec is not None else {}
-        return measure.with_settings(**{**overrides, **settings}) if overrides or settings else measure
+        (measure,) = self.measures([self.plugins.measures.get(name).name])  # an unknown name says "did you mean"
+        return measure.with_settings(**settings) if settings else measure
 
     def _resolve(self, measures: MeasureLike | Sequence[MeasureLike] | None) -> list[Measure]:
         if measures is None:
@@ -276,7 +274,7 @@ def leaderboard_frame(lb: Leaderboard) -> pd.DataFrame:
             record[f"{column}_lo"] = nan if lo is None else lo
             record[f"{column}_hi"] = nan if hi is None else hi
         record.update(
-            sign_error_robust=_sign_error_value(row, "robust"), sign_error_mean=_sign_error_value(row, "mean"),
+            sign_error_robust=sign_error_value(row, "robust"), sign_error_mean=sign_error_value(row, "mean"),
             best=row.measure in lb.best.get("total", []), n_models=row.n_models, n_errors=len(row.errors),
             not_applicable=row.not_applicable, settings_hash=row.settings_hash,
         )

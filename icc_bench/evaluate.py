@@ -1,48 +1,48 @@
-"""Zoo x measures -> results store -> scores -> leaderboard.
+"""Zoo x measures -> results store: every value a zoo lacks, computed and stored (values only).
 
 ``evaluate_zoo`` (the driver) finds every (model, measure) value the store lacks and hands one
-task per model to an executor (``icc_bench.executors``: in this process, or on a Ray cluster).
-Each task runs ``measure_model``: the model is loaded (checksum verified) only when at least one
-of its values is missing, its probe representations are computed once and shared by all its
-measures, and the values come back to the driver, which alone writes the store, each value the
-moment it arrives. A measure that raises on one model is stored with its error and the run goes
-on; a measure that needs a hierarchy on flat labels is stored as not applicable.
+task per model to the executor it is given (``icc_bench.executors``: in this process, or on a Ray
+cluster; none given: :func:`measure_in_process`). The model is loaded (checksum verified) only when
+at least one of its values is missing, its probe representations are computed once and shared by
+all its measures, and the values come back to the driver, which alone writes the store, each value
+the moment it arrives. A measure that raises on one model is stored with its error and the run
+goes on; a measure that needs a hierarchy on flat labels is stored as not applicable.
 
-Tasks name their measures by (name, settings), never by ``Measure`` object: a measure's function
-comes from a plugin, and a ``--plugin`` file lives in the driver's ``sys.modules`` under a made-up
-module name, so pickling its function (by reference, as cloudpickle does for anything importable)
-fails in any other process. ``measure_model`` loads the plugins itself and looks the measures up
-by name, in this process as on a Ray worker.
+In this process a task carries the driver's ``Measure`` objects: the plugins are loaded once, by
+whoever selected the measures. Another process gets them by (name, settings), never by object: a
+measure's function comes from a plugin, and a ``--plugin`` file lives in the driver's
+``sys.modules`` under a made-up module name, so pickling its function (by reference, as
+cloudpickle does for anything importable) fails there. ``measure_model``, what a Ray worker runs,
+loads the plugins once per worker process and looks the measures up by name.
 
 Scoring the stored values is :mod:`icc_bench.scores`' job.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import time
 import traceback
 import warnings
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 
-from icc_bench.config import DatasetSpec, HyperParams
-from icc_bench.measure import InvalidSettingsError, Measure, MeasureContext, NotApplicable, compute_measure
 from icc_bench.claims import Heartbeat, claimed_rounds
-from icc_bench.store import Leases, ResultKey, ResultStore, result_key
-from icc_bench.zoo import Zoo, ZooError
+from icc_bench.config import DatasetSpec, HyperParams
+from icc_bench.data.cache import load_job_dataset
+from icc_bench.device import resolve_device
+from icc_bench.errors import one_line
+from icc_bench.measure import InvalidSettingsError, Measure, MeasureContext, NotApplicable, compute_measure
+from icc_bench.store import STORE_NAME, Leases, ResultKey, ResultStore, result_key, store_for  # noqa: F401 (re-exported)
+from icc_bench.zoo import Zoo, ZooError, versions
 
-STORE_NAME = "results.sqlite"
-
-#: A measure as a task names it: (registered name, settings as JSON).
+#: A measure as another process names it: (registered name, settings as JSON).
 MeasureRef = tuple[str, dict[str, Any]]
-
-
-def store_for(zoo: Zoo) -> ResultStore:
-    return ResultStore(zoo.root / STORE_NAME)
 
 
 @dataclass
@@ -53,7 +53,6 @@ class EvaluationStats:
     not_applicable: int = 0
     models_loaded: int = 0
     seconds: float = 0.0
-    computed_pairs: list[tuple[str, str]] = field(default_factory=list)  # (model_id, measure)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (model_id, why): files that do not check out
 
 
@@ -62,7 +61,15 @@ class MeasureTask:
     """One model and the measures whose values the store lacks for it."""
 
     model_id: str
-    measures: tuple[MeasureRef, ...]
+    measures: tuple[Measure, ...]
+
+    def refs(self) -> tuple[MeasureRef, ...]:
+        """The measures as another process looks them up: (name, settings as JSON)."""
+        return tuple(measure_ref(m) for m in self.measures)
+
+
+def measure_ref(measure: Measure) -> MeasureRef:
+    return (measure.name, measure.settings.model_dump(mode="json"))
 
 
 @dataclass(frozen=True)
@@ -82,11 +89,6 @@ class MeasuredValue:
     versions: dict[str, str]
 
 
-def _one_line(e: BaseException) -> str:
-    text = f"{type(e).__name__}: {e}".strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
 def evaluate_zoo(
     zoo: Zoo,
     measures: Sequence[Measure],
@@ -101,9 +103,10 @@ def evaluate_zoo(
 ) -> EvaluationStats:
     """Fill the store with every missing value of ``measures`` on every model of ``zoo``.
 
-    ``executor`` runs one ``measure_model`` task per model that lacks a value (default:
-    ``LocalExecutor``, in this process) and yields the values as they come: one at a time
-    locally, a model's at once from Ray. Each is stored the moment it arrives.
+    ``executor`` (an ``icc_bench.executors`` executor, passed in by the caller) runs one task per
+    model that lacks a value and yields the values as they come: one at a time in this process, a
+    model's at once from Ray. None: :func:`measure_in_process`. Each value is stored the moment it
+    arrives.
 
     A model whose record or checkpoint does not check out (``Zoo.read_verified_record``, and the
     whole checkpoint hashed before it is measured) is skipped and listed in ``stats.refused``;
@@ -115,8 +118,6 @@ def evaluate_zoo(
     ``progress`` (optional) receives ``start(total, done)``, ``model(model_id)``,
     ``value(model_id, measure_name, status)`` and, if it has it, ``waiting(n_models)``.
     """
-    from icc_bench.executors import LocalExecutor
-
     plugin_specs = plugin_specs_for(measures)
     stats = EvaluationStats()
     started = time.perf_counter()
@@ -142,23 +143,23 @@ def evaluate_zoo(
 
         def remaining(task: MeasureTask) -> MeasureTask | None:
             left = []
-            for ref in task.measures:
-                row = store.get(key(task.model_id, ref[0]))
-                if row is None or retry.get(key(task.model_id, ref[0])) == row.created:
-                    left.append(ref)
+            for m in task.measures:
+                row = store.get(key(task.model_id, m.name))
+                if row is None or retry.get(key(task.model_id, m.name)) == row.created:
+                    left.append(m)
             if len(left) == len(task.measures):
                 return task
             return MeasureTask(task.model_id, tuple(left)) if left else None
 
-        every = [MeasureTask(r["model_id"], tuple((m.name, m.settings.model_dump(mode="json")) for m in measures)) for r in records]
+        every = [MeasureTask(r["model_id"], tuple(measures)) for r in records]
         tasks = [t for t in map(remaining, every) if t is not None]
         stats.reused = len(records) * len(measures) - sum(len(t.measures) for t in tasks)
         if progress is not None:
             progress.start(len(records) * len(measures), stats.reused)
 
         def done_elsewhere(task: MeasureTask, left: MeasureTask | None) -> None:
-            still = {name for name, _ in left.measures} if left else set()
-            for name in (name for name, _ in task.measures if name not in still):
+            still = {m.name for m in left.measures} if left else set()
+            for name in (m.name for m in task.measures if m.name not in still):
                 stats.reused += 1
                 if progress is not None:
                     progress.value(task.model_id, name, "by another process")
@@ -177,14 +178,14 @@ def evaluate_zoo(
                 except ZooError as e:
                     leases.release(task.model_id)
                     stats.refused.append((task.model_id, str(e)))
-                    for name, _ in task.measures:
+                    for m in task.measures:
                         if progress is not None:
-                            progress.value(task.model_id, name, "refused")
+                            progress.value(task.model_id, m.name, "refused")
                     continue
                 expected[task.model_id] = len(task.measures)
                 yield task
 
-        executor = executor or LocalExecutor()
+        measure = executor.measure if executor is not None else measure_in_process
         measured_models: set[str] = set()
         try:
             with Heartbeat(leases, leases.ttl / 4):
@@ -192,7 +193,7 @@ def evaluate_zoo(
                     tasks, leases, key=lambda task: task.model_id, remaining=remaining,
                     on_done_elsewhere=done_elsewhere, on_wait=waiting,
                 ):
-                    for values in executor.measure(
+                    for values in measure(
                         checked(claimed), zoo_root=zoo.root, plugin_specs=plugin_specs, device=device,
                         data_dir=data_dir, seed=seed, progress=progress, allow_factories=tuple(allow_factories),
                     ):
@@ -202,7 +203,6 @@ def evaluate_zoo(
                             stats.computed += v.status == "ok"
                             stats.errors += v.status == "error"
                             stats.not_applicable += v.status == "not_applicable"
-                            stats.computed_pairs.append((v.model_id, v.measure))
                             expected[v.model_id] -= 1
                             if not expected[v.model_id]:
                                 leases.release(v.model_id)
@@ -234,14 +234,25 @@ def plugin_specs_for(measures: Sequence[Measure]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(specs))
 
 
-def resolve_measures(measures: Sequence[MeasureRef], plugin_specs: Sequence[str]) -> list[Measure]:
-    """Load the plugins in this process and return the named measures with the given settings."""
+@functools.lru_cache(maxsize=4)
+def _worker_plugins(plugin_specs: tuple[str, ...], disabled: str | None):
+    """The plugins of a process that measures for a driver elsewhere (a Ray worker): loaded on its
+    first task, reused by the next (a CPU worker measures model after model). ``disabled`` (the
+    value of ``ICC_BENCH_DISABLE_PLUGINS``) is part of the key: another value loads other plugins."""
     from icc_bench.plugins import PluginWarning, load_plugins
-    from icc_bench.registry import UnknownMeasureError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PluginWarning)  # the driver has reported them already
-        plugins = load_plugins(plugin_specs)
+        return load_plugins(plugin_specs)
+
+
+def resolve_measures(measures: Sequence[MeasureRef], plugin_specs: Sequence[str]) -> list[Measure]:
+    """The named measures with the given settings, from the plugins of this process (loaded once)."""
+    from icc_bench.registry import UnknownMeasureError
+
+    from icc_bench.plugins import DISABLE_ENV
+
+    plugins = _worker_plugins(tuple(plugin_specs), os.environ.get(DISABLE_ENV))
     resolved = []
     for name, settings in measures:
         if name not in plugins.measures:
@@ -272,31 +283,28 @@ def measure_model(
     seed: int,
     allow_factories: Collection[str] = (),
 ) -> list[MeasuredValue]:
-    """Compute ``measures`` on one model of the zoo at ``zoo_root``; write nothing.
+    """Compute ``measures``, named by (name, settings), on one model of the zoo at ``zoo_root``;
+    write nothing.
 
-    Runs wherever an executor puts it (this process or a Ray worker): it loads the plugins, the
-    model (checksum verified) and its dataset itself. Each measure's failure is a value with
-    status "error", never an exception; a model that cannot be loaded raises.
+    What another process runs (a Ray worker): it finds the measures in the plugins it loads (once
+    per process), loads the model (checksum verified) and its dataset itself. Each measure's
+    failure is a value with status "error", never an exception; a model that cannot be loaded raises.
     """
-    return list(iter_measure_model(zoo_root, model_id, measures, plugin_specs, device, data_dir, seed, allow_factories))
+    resolved = resolve_measures(measures, plugin_specs)
+    return list(iter_model_values(zoo_root, model_id, resolved, device, data_dir, seed, allow_factories))
 
 
-def iter_measure_model(
+def iter_model_values(
     zoo_root: str | Path,
     model_id: str,
-    measures: Sequence[MeasureRef],
-    plugin_specs: Sequence[str],
+    measures: Sequence[Measure],
     device: str | None,
     data_dir: str | Path | None,
     seed: int,
     allow_factories: Collection[str] = (),
 ) -> Iterator[MeasuredValue]:
-    """``measure_model``, one value at a time as each is computed (the local executor stores
-    each value at once, so that a kill loses at most the measure in progress)."""
-    from icc_bench.population import load_job_dataset
-    from icc_bench.train import resolve_device
-
-    resolved = resolve_measures(measures, plugin_specs)
+    """``measures`` on one model, one value at a time as each is computed (in this process the driver
+    stores each at once, so that a kill loses at most the measure in progress); write nothing."""
     dev = resolve_device(device)
     zoo = Zoo(zoo_root)
     model, record = zoo.load_model(model_id, device=dev, allow_factories=allow_factories)
@@ -304,13 +312,32 @@ def iter_measure_model(
     ctx = MeasureContext(
         model, dataset, HyperParams.model_validate(record["hyperparams"]), seed=seed, device=dev, record=record, zoo=zoo
     )
-    for m in resolved:
+    for m in measures:
         yield compute_value(ctx, m, model_id=model_id, checkpoint_sha256=record["checkpoint_sha256"], seed=seed)
 
 
-def _debug() -> bool:
-    import os
+def measure_in_process(
+    tasks: Iterable[MeasureTask],
+    *,
+    zoo_root: str | Path,
+    device: str | None,
+    data_dir: str | Path | None,
+    seed: int,
+    progress=None,
+    allow_factories: Sequence[str] = (),
+    **_: Any,
+) -> Iterator[list[MeasuredValue]]:
+    """The tasks one after the other in this process, with the driver's own ``Measure`` objects (no
+    plugin is loaded again), each value yielded alone as soon as it is computed: the executor of
+    :func:`evaluate_zoo` when none is given, and ``LocalExecutor.measure``."""
+    for task in tasks:
+        if progress is not None:
+            progress.model(task.model_id)
+        for value in iter_model_values(zoo_root, task.model_id, task.measures, device, data_dir, seed, allow_factories):
+            yield [value]
 
+
+def _debug() -> bool:
     return bool(os.environ.get("ICC_BENCH_DEBUG"))
 
 
@@ -322,8 +349,6 @@ def compute_value(ctx: MeasureContext, measure: Measure, *, model_id: str, check
     number, it would drop out of the scores without a footnote); one that does not apply gives
     ``not_applicable``.
     """
-    from icc_bench.zoo import versions
-
     t0 = time.perf_counter()
     value, error, status = None, None, "ok"
     try:
@@ -331,7 +356,7 @@ def compute_value(ctx: MeasureContext, measure: Measure, *, model_id: str, check
     except NotApplicable as e:
         status, error = "not_applicable", str(e)
     except Exception as e:  # a measure's failure is a result, never the end of the run
-        status, error = "error", _one_line(e)
+        status, error = "error", one_line(e)
         if _debug():
             traceback.print_exc()
     if status == "ok" and not math.isfinite(value):

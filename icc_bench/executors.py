@@ -3,16 +3,18 @@
 Both executors have the same two methods, and both yield results in the order they finish:
 
 - ``train(jobs, ...)`` runs ``icc_bench.population.run_job`` per job and yields its ``JobResult``
-  (the local executor, with ``batch_models`` above 1 or "auto", trains jobs that can share a
-  program in groups, ``icc_bench.population.run_batch``, and yields each job's result as soon as
-  that job is done);
-- ``measure(tasks, ...)`` runs ``icc_bench.evaluate.measure_model`` per model and yields its
-  values, as lists of ``MeasuredValue``: on Ray a model's values at once, when its task ends;
-  locally one value at a time, as each measure finishes.
+  (the local executor, :func:`icc_bench.population.train_in_process`, with ``batch_models`` above
+  1 or "auto", trains jobs that can share a program in groups, ``icc_bench.population.run_batch``,
+  and yields each job's result as soon as that job is done);
+- ``measure(tasks, ...)`` yields each model's values, as lists of ``MeasuredValue``: on Ray a
+  model's values at once, when its task (``icc_bench.evaluate.measure_model``) ends; locally
+  (:func:`icc_bench.evaluate.measure_in_process`) one value at a time, as each measure finishes.
 
 Neither writes anything. The drivers (``population.train_population``, ``evaluate.evaluate_zoo``)
-write each result the moment it arrives, so a worker that dies loses only the model it was working
-on, and a re-run redoes only what is missing.
+are handed an executor by their caller (the CLI, ``icc_bench.api``) and never import this module;
+they write each result the moment it arrives, so a worker that dies loses only the model it was
+working on, and a re-run redoes only what is missing. The command-line options that choose an
+executor are ``icc_bench.cli.options``'.
 
 On Ray, each model is one task (batched training is the local executor's: a group is one
 process's program) that reserves ``cpus_per_model`` cores (its torch threads) and
@@ -29,15 +31,13 @@ recorded, and the first failure is raised last.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from icc_bench.evaluate import MeasuredValue, MeasureTask
-    from icc_bench.population import JobResult, TrainJob
+from icc_bench.evaluate import MeasuredValue, MeasureTask, measure_in_process, measure_model
+from icc_bench.population import JobResult, TrainJob, run_job, train_in_process
 
 
 class ExecutorError(RuntimeError):
@@ -66,21 +66,7 @@ class LocalExecutor:
     def train(
         self, jobs: Iterable[TrainJob], *, data_dir: str | Path | None, device: str | None, progress=None
     ) -> Iterator[JobResult]:
-        from icc_bench.population import batch_groups, run_batch, run_job
-        from icc_bench.train_batched import AUTO_MAX_MEMBERS
-
-        jobs = list(jobs)
-        max_members = AUTO_MAX_MEMBERS if self.batch_models == "auto" else self.batch_models
-        groups = batch_groups(jobs, max_members) if max_members > 1 else [[job] for job in jobs]
-        for group in groups:
-            if progress is not None:
-                for job in group:
-                    progress.model_started(job)
-            if len(group) == 1:
-                on_epoch = (lambda stats, job=group[0]: progress.epoch(job, stats)) if progress is not None else None
-                yield run_job(group[0], data_dir=data_dir, device=device, on_epoch=on_epoch)
-            else:
-                yield from run_batch(group, data_dir=data_dir, device=device, on_epoch=progress.epoch if progress is not None else None)
+        yield from train_in_process(jobs, data_dir=data_dir, device=device, progress=progress, batch_models=self.batch_models)
 
     def measure(
         self,
@@ -94,15 +80,11 @@ class LocalExecutor:
         progress=None,
         allow_factories: Sequence[str] = (),
     ) -> Iterator[list[MeasuredValue]]:
-        from icc_bench.evaluate import iter_measure_model
-
-        for task in tasks:
-            if progress is not None:
-                progress.model(task.model_id)
-            for value in iter_measure_model(
-                zoo_root, task.model_id, task.measures, plugin_specs, device, data_dir, seed, allow_factories
-            ):
-                yield [value]
+        # The driver's Measure objects, as they are: plugins are loaded once per process, by the driver.
+        yield from measure_in_process(
+            tasks, zoo_root=zoo_root, device=device, data_dir=data_dir, seed=seed, progress=progress,
+            allow_factories=allow_factories,
+        )
 
 
 class RayExecutor:
@@ -153,8 +135,6 @@ class RayExecutor:
     def train(
         self, jobs: Iterable[TrainJob], *, data_dir: str | Path | None, device: str | None, progress=None
     ) -> Iterator[JobResult]:
-        from icc_bench.population import run_job
-
         # Epoch progress stays in the workers; the driver's progress advances per finished model.
         data_dir = _absolute_data_dir(data_dir)
         calls = [(job.model_id, run_job, (job,), {"data_dir": data_dir, "device": device}) for job in jobs]
@@ -173,13 +153,11 @@ class RayExecutor:
         progress=None,
         allow_factories: Sequence[str] = (),
     ) -> Iterator[list[MeasuredValue]]:
-        from icc_bench.evaluate import measure_model
-
         zoo_root = str(Path(zoo_root).resolve())
         data_dir = _absolute_data_dir(data_dir)
         calls = [
             (task.model_id, measure_model,
-             (zoo_root, task.model_id, task.measures, tuple(plugin_specs), device, data_dir, seed, tuple(allow_factories)), {})
+             (zoo_root, task.model_id, task.refs(), tuple(plugin_specs), device, data_dir, seed, tuple(allow_factories)), {})
             for task in tasks
         ]
         for _, values in self._run("measuring", calls, device):
@@ -312,42 +290,3 @@ def _absolute_data_dir(data_dir: str | Path | None) -> str | None:
 
     chosen = data_dir or os.environ.get(DATA_DIR_ENV)
     return str(Path(chosen).expanduser().resolve()) if chosen else None
-
-
-# -- command line --------------------------------------------------------------------------------
-def _batch_models(value: str) -> int | str:
-    if value == "auto":
-        return value
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: give auto, or the most models to train together (1: one at a time)")
-    return n
-
-
-def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--executor``, ``--batch-models``, ``--ray-address``, ``--gpus-per-model``, ``--cpus-per-model``."""
-    group = parser.add_argument_group("where models are trained and measured")
-    group.add_argument("--executor", choices=("local", "ray"), default="local", help="local: in this process (default); ray: one task per model on a Ray cluster")
-    group.add_argument("--batch-models", type=_batch_models, default="auto", metavar="auto|N", help="train models that share an architecture and batch size together, at most N at once (default auto: up to 16, local executor; 1: one at a time)")
-    group.add_argument("--ray-address", default=None, metavar="ADDRESS", help="a running Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: $RAY_ADDRESS, else a cluster started on this machine)")
-    group.add_argument("--gpus-per-model", type=float, default=None, metavar="F", help="GPUs each model reserves; 0.25 puts four models on each GPU (default: 1 when the cluster has GPUs and --device is not cpu, else 0)")
-    group.add_argument("--cpus-per-model", type=int, default=None, metavar="N", help="cores each model reserves, and its torch threads (default 1)")
-
-
-def make_executor(args: argparse.Namespace) -> LocalExecutor | RayExecutor:
-    """The executor the command line asks for; Ray options without ``--executor ray`` are an error."""
-    ray_options = {"--ray-address": args.ray_address, "--gpus-per-model": args.gpus_per_model, "--cpus-per-model": args.cpus_per_model}
-    if args.executor == "local":
-        given = [flag for flag, value in ray_options.items() if value is not None]
-        if given:
-            raise ExecutorError(f"{given[0]} applies to --executor ray only; add --executor ray, or drop {given[0]}")
-        return LocalExecutor(batch_models=args.batch_models)
-    if args.batch_models not in ("auto", 1):
-        raise ExecutorError(
-            f"--batch-models {args.batch_models} applies to --executor local; Ray trains one model per task "
-            "(drop --batch-models, or use --executor local)"
-        )
-    return RayExecutor(address=args.ray_address, gpus_per_model=args.gpus_per_model, cpus_per_model=args.cpus_per_model or 1)

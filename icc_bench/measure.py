@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 
 #: The signature of a measure function: ``fn(ctx, settings) -> float``.
 MeasureFn = Callable[["MeasureContext", Any], float]
+#: A measure's per-layer form: ``per_layer(ctx, settings, neurons_per_layer) -> one value per layer``.
+PerLayerFn = Callable[["MeasureContext", Any, int], "list[float]"]
+#: A measure's per-neuron form: ``per_neuron(ctx, settings) -> (scores (n_subclasses, n_neurons), probe)``.
+PerNeuronFn = Callable[["MeasureContext", Any], "tuple[Any, ProbeSample]"]
 
 
 class InvalidMeasureError(ValueError):
@@ -84,8 +88,25 @@ class Measure:
         A frozen settings object holding the measure's defaults (the paper's).
     description : str
         One line for ``icc-bench measures``; defaults to the first line of ``fn``'s docstring.
-    plugin : PluginInfo or None
-        The plugin that registered the measure; filled in by the registry.
+    per_layer : callable or None
+        The measure's per-layer form, for ``icc-bench analyze layers`` (the paper's Figure 5):
+        ``per_layer(ctx, settings, neurons_per_layer) -> list[float]``, the measure computed on
+        each probe layer alone, one value per layer in ``ctx``'s layer order (NaN where a layer
+        has no value). ``neurons_per_layer`` is how many neurons a measure that keeps its top
+        neurons keeps within one layer (the paper: 5); a measure that keeps layers ignores it.
+        None (the default): the measure has no per-layer form and the layer analysis skips it.
+        Raise ``ValueError`` for a layer case the measure cannot define; the analysis reports it.
+    per_neuron : callable or None
+        The measure's per-neuron form, for ``icc-bench analyze neurons`` (Figures 7 and 11):
+        ``per_neuron(ctx, settings) -> (scores, probe)``, where ``scores`` is a
+        ``(n_subclasses, n_neurons)`` tensor of how well each neuron (the probe layers' neurons
+        concatenated, in layer order) singles out each subclass from the rest of its superclass,
+        higher = better, a NaN row for a subclass with no value; and ``probe`` the
+        :class:`ProbeSample` the scores were computed on. None (the default): no per-neuron form.
+
+    The two forms are fields of the measure rather than hooks of their own so that each shares
+    the measure's name, settings (the population's ``[measure_settings]`` included) and
+    applicability: the analyses compute exactly what the leaderboard's value aggregates.
     """
 
     name: str
@@ -96,6 +117,8 @@ class Measure:
     settings: BaseModel
     reads_heldout: bool = False
     description: str = ""
+    per_layer: PerLayerFn | None = field(default=None, compare=False)
+    per_neuron: PerNeuronFn | None = field(default=None, compare=False)
     plugin: PluginInfo | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +134,9 @@ class Measure:
         if not callable(self.fn):
             raise InvalidMeasureError(f"{where}: fn must be a function fn(ctx, settings) -> float, got {self.fn!r}")
         _check_takes_ctx_and_settings(where, self.fn)
+        for form in ("per_layer", "per_neuron"):
+            if getattr(self, form) is not None and not callable(getattr(self, form)):
+                raise InvalidMeasureError(f"{where}: {form} must be a function or None, got {getattr(self, form)!r}")
         if not isinstance(self.settings, BaseModel):
             raise InvalidMeasureError(
                 f"{where}: settings must be an instance of a pydantic BaseModel, got {type(self.settings).__name__}"

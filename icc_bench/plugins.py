@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from icc_bench import hookspecs
+from icc_bench.errors import one_line
 from icc_bench.registry import ArchitectureRegistry, DatasetRegistry, PluginInfo, Registry
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ def _import_and_register(plugins: PluginSet, candidates: Iterable[tuple[str, _Lo
         try:
             plugin, info = load()
         except Exception as e:
-            plugins.failures.append((name, _one_line(e)))
+            plugins.failures.append((name, one_line(e)))
             continue
         if manager.is_registered(plugin):
             trace(f"{name}: already loaded as {manager.get_name(plugin)!r}")
@@ -214,7 +215,7 @@ def _run_registration_hooks(plugins: PluginSet) -> None:
                 with plugins.measures.plugin_scope(info):
                     manager.subset_hook_caller(hook_name, remove_plugins=others)(registry=registry)
             except Exception as e:
-                plugins.failures.append((info.name, f"{hook_name} raised {_one_line(e)}"))
+                plugins.failures.append((info.name, f"{hook_name} raised {one_line(e)}"))
                 manager.unregister(plugin)
                 plugins.loaded.remove(info)
 
@@ -256,7 +257,7 @@ def _entry_point_loader(ep: importlib.metadata.EntryPoint) -> _Loader:
 
 def _checkout_loader(name: str) -> _Loader:
     def load() -> tuple[object, PluginInfo]:
-        from icc_bench import __version__
+        from icc_bench.version import __version__
 
         try:
             module = importlib.import_module(name)
@@ -349,11 +350,6 @@ def _register(manager: pluggy.PluginManager, plugin: object, name: str) -> str |
     if problem:
         manager.unregister(plugin)
     return problem
-
-
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _write_stderr(text: str) -> None:

@@ -15,7 +15,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +25,9 @@ import torch
 
 from icc_bench.config import ArchitectureSpec, DatasetSpec, HyperParams, PopulationSpec, Schedule, SpecError, load_spec
 from icc_bench.claims import Heartbeat, LockFiles, claimed_rounds
+from icc_bench.data.cache import load_job_dataset
+from icc_bench.device import resolve_device
+from icc_bench.record import ModelRecord, count_parameters
 from icc_bench.zoo import Zoo, ZooError, versions
 
 if TYPE_CHECKING:
@@ -91,18 +94,6 @@ def expand(spec: PopulationSpec) -> list[TrainJob]:
     ]
 
 
-@functools.lru_cache(maxsize=4)
-def _load_dataset_cached(dataset_json: str, data_dir: str | None):
-    from icc_bench.data import load_dataset
-
-    return load_dataset(DatasetSpec.model_validate_json(dataset_json), Path(data_dir) if data_dir else None)
-
-
-def load_job_dataset(spec: DatasetSpec, data_dir: str | Path | None):
-    """Load a dataset once per process (workers train many models on the same data)."""
-    return _load_dataset_cached(spec.model_dump_json(), str(data_dir) if data_dir else None)
-
-
 @dataclass
 class JobResult:
     job: TrainJob
@@ -114,7 +105,7 @@ class JobResult:
 
 def run_job(job: TrainJob, *, data_dir: str | Path | None, device: str | None, on_epoch: Callable | None = None) -> JobResult:
     """Train one job and build its record (not written: the driver writes)."""
-    from icc_bench.train import resolve_device, train_model
+    from icc_bench.train import train_model
 
     dataset = load_job_dataset(job.dataset, data_dir)
     dev = resolve_device(device)
@@ -146,7 +137,6 @@ def run_batch(
 ) -> Iterator[JobResult]:
     """Train jobs of one :func:`batch_groups` group as one program; yield each one's result (record
     not written) as soon as it is done. ``on_epoch(job, stats)`` after each job's epochs."""
-    from icc_bench.train import resolve_device
     from icc_bench.train_batched import Member, train_batched
 
     dataset = load_job_dataset(jobs[0].dataset, data_dir)
@@ -159,36 +149,61 @@ def run_batch(
         yield job_result(jobs[i], result, dataset, dev)
 
 
+def train_in_process(
+    jobs: Iterable[TrainJob], *, data_dir: str | Path | None, device: str | None, progress=None, batch_models: int | str = 1,
+) -> Iterator[JobResult]:
+    """Train ``jobs`` in this process and yield each one's result as soon as it is done: the executor
+    of :func:`train_population` when none is given, and ``LocalExecutor.train``.
+
+    ``batch_models`` 1: one job at a time, ``train_model``'s own loop; N > 1: jobs that can share a
+    program (:func:`batch_groups`) in groups of at most N; "auto": groups of at most
+    ``icc_bench.train_batched.AUTO_MAX_MEMBERS``.
+    """
+    from icc_bench.train_batched import AUTO_MAX_MEMBERS
+
+    jobs = list(jobs)
+    max_members = AUTO_MAX_MEMBERS if batch_models == "auto" else batch_models
+    groups = batch_groups(jobs, max_members) if max_members > 1 else [[job] for job in jobs]
+    for group in groups:
+        if progress is not None:
+            for job in group:
+                progress.model_started(job)
+        if len(group) == 1:
+            on_epoch = (lambda stats, job=group[0]: progress.epoch(job, stats)) if progress is not None else None
+            yield run_job(group[0], data_dir=data_dir, device=device, on_epoch=on_epoch)
+        else:
+            yield from run_batch(group, data_dir=data_dir, device=device, on_epoch=progress.epoch if progress is not None else None)
+
+
 def job_result(job: TrainJob, result: TrainResult, dataset, dev: torch.device) -> JobResult:
     """The record of a trained job, with its weights, snapshots and predictions."""
-    n_params = sum(v.numel() for k, v in result.state_dict.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
-    record = {
-        "model_id": job.model_id,
-        "population": job.population,
-        "seed": job.seed,
-        "hyperparams": job.hyperparams.model_dump(mode="json"),
-        "architecture": job.architecture.model_dump(mode="json"),
-        "dataset": job.dataset.model_dump(mode="json"),
-        "schedule": job.schedule.model_dump(mode="json"),
-        "num_classes": dataset.num_classes,
-        "input_shape": list(dataset.input_shape),
-        "hierarchical": dataset.hierarchical,
-        "layers": result.layers,
-        "parameters": n_params,
-        "status": "complete",
-        "train_accuracy": result.train_accuracy,
-        "train_loss": result.train_loss,
-        "test_accuracy": result.test_accuracy,
-        "test_loss": result.test_loss,
+    record = ModelRecord(
+        model_id=job.model_id,
+        population=job.population,
+        seed=job.seed,
+        hyperparams=job.hyperparams.model_dump(mode="json"),
+        architecture=job.architecture.model_dump(mode="json"),
+        dataset=job.dataset.model_dump(mode="json"),
+        schedule=job.schedule.model_dump(mode="json"),
+        num_classes=dataset.num_classes,
+        input_shape=list(dataset.input_shape),
+        hierarchical=dataset.hierarchical,
+        layers=result.layers,
+        parameters=count_parameters(result.state_dict),
+        status="complete",
+        train_accuracy=result.train_accuracy,
+        train_loss=result.train_loss,
+        test_accuracy=result.test_accuracy,
+        test_loss=result.test_loss,
         **({"heldout_accuracy": result.heldout_accuracy} if result.heldout_accuracy is not None else {}),
-        "epochs_run": result.epochs_run,
-        "reached_loss_stop": result.reached_loss_stop,
-        "train_seconds": round(result.seconds, 3),
-        "device": str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
-        "curve": [vars(s) for s in result.curve],
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(),
-    }
+        epochs_run=result.epochs_run,
+        reached_loss_stop=result.reached_loss_stop,
+        train_seconds=round(result.seconds, 3),
+        device=str(dev) if dev.type == "cpu" else f"{dev} ({torch.cuda.get_device_name(dev)})",
+        curve=[vars(s) for s in result.curve],
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        versions=versions(),
+    ).to_json()
     return JobResult(job, record, result.state_dict, result.snapshots, result.predictions)
 
 
@@ -231,10 +246,6 @@ class TrainSummary:
     trained_elsewhere: int = 0  # by another process on the same zoo, while this one ran
 
 
-def pending(spec: PopulationSpec, zoo: Zoo) -> list[TrainJob]:
-    return [job for job in expand(spec) if not zoo.has(job.model_id)]
-
-
 def refused_models(zoo: Zoo, model_ids: list[str]) -> dict[str, str]:
     """The models among ``model_ids`` whose files do not check out (``Zoo.check_model``: an edited
     record, a missing or altered checkpoint or predictions file), each with the one-line reason.
@@ -269,12 +280,11 @@ def train_population(
     split the models between them; one that has nothing left to claim waits for the models the
     others are training, and trains any whose process died.
 
-    ``progress`` receives ``start(total, done)``, ``model_started(job)``, ``epoch(job, stats)``,
-    ``model_done(job, record)`` and, if it has it, ``waiting(n_models)`` calls (see
-    ``icc_bench.cli``); ``None`` is silent.
+    ``executor`` (an ``icc_bench.executors`` executor, passed in by the caller) trains the claimed
+    jobs; None: :func:`train_in_process`, one at a time. ``progress`` receives ``start(total,
+    done)``, ``model_started(job)``, ``epoch(job, stats)``, ``model_done(job, record)`` and, if it
+    has it, ``waiting(n_models)`` calls (``icc_bench.cli.output.Progress``); ``None`` is silent.
     """
-    from icc_bench.executors import LocalExecutor
-
     if limit is not None and limit < 0:
         raise ValueError(f"limit={limit}: give None (no limit) or 0 or more")
     zoo = Zoo(Path(runs_dir) / spec.name)
@@ -298,7 +308,7 @@ def train_population(
     # leaves nothing behind.
     check_architecture(spec, load_job_dataset(spec.dataset, data_dir))
     zoo.write_spec(spec_json)
-    executor = executor or LocalExecutor()
+    train = executor.train if executor is not None else train_in_process
     if progress is not None:
         progress.start(len(jobs), already)
     started = time.perf_counter()
@@ -329,7 +339,7 @@ def train_population(
                 todo, locks, key=lambda job: job.model_id, remaining=remaining, on_done_elsewhere=done_elsewhere,
                 on_wait=waiting,
             ):
-                for result in executor.train(cleared(claimed), data_dir=data_dir, device=device, progress=progress):
+                for result in train(cleared(claimed), data_dir=data_dir, device=device, progress=progress):
                     zoo.write_model(result.record, result.state_dict, result.snapshots, result.predictions)
                     locks.release(result.job.model_id)
                     trained += 1

@@ -237,3 +237,4 @@ class ArchitectureRegistry:
         from icc_bench.models import register_architecture
 
         register_architecture(name, builder)
+

@@ -42,7 +42,8 @@ from safetensors.torch import save
 
 from icc_bench import probe
 from icc_bench.measure import MeasureContext, ProbeSample
-from icc_bench.zoo import Zoo, ZooError, atomic_write_bytes
+from icc_bench.files import atomic_write_bytes
+from icc_bench.zoo import Zoo, ZooError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -221,7 +222,7 @@ def open_context(
     Nothing is computed until a measure reads the representations.
     """
     from icc_bench.config import DatasetSpec, HyperParams
-    from icc_bench.population import load_job_dataset
+    from icc_bench.data.cache import load_job_dataset
 
     model, record = zoo.load_model(checkpoint.model_id, epoch=checkpoint.epoch, device=device)
     expected = Checkpoint.final(record) if checkpoint.epoch is None else _snapshot(record, checkpoint.epoch)

@@ -23,14 +23,13 @@ import numpy as np
 import pandas as pd
 
 from icc_bench.config import AXES, COMPOSITE_AXES, HyperParams
-from icc_bench.evaluate import store_for
-from icc_bench.leaderboard import Leaderboard, MeasureRow, Point
+from icc_bench.leaderboard.model import Leaderboard, MeasureRow, Point
 from icc_bench.measure import Measure
 from icc_bench.reference import REFERENCE_FAMILY, reference_rows
 from icc_bench.regime import population_regime
 from icc_bench.scoring import conditional_mutual_information, granulated_kendall, target_values
 from icc_bench.sign_error import sign_error
-from icc_bench.store import ResultStore, measure_key
+from icc_bench.store import ResultStore, measure_key, store_for
 from icc_bench.uncertainty import (
     BootstrapSettings,
     cmi_draws,
@@ -41,6 +40,7 @@ from icc_bench.uncertainty import (
     paired_fraction,
 )
 from icc_bench.verdict import verdict_lines
+from icc_bench.version import __version__
 from icc_bench.zoo import Zoo, ZooError
 
 
@@ -142,8 +142,6 @@ def score_zoo(
     intervals off. ``references`` adds the reference rows; ``show_sign_error`` asks the renderers
     for the sign-error columns (the JSON always has them).
     """
-    from icc_bench import __version__
-
     bootstrap = BootstrapSettings(seed=seed) if bootstrap is None else bootstrap
     models = records_frame(zoo)
     if models.empty:

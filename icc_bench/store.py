@@ -30,6 +30,9 @@ from icc_bench.claims import TTL, Owner
 if TYPE_CHECKING:
     from icc_bench.measure import Measure
 
+#: The store's file name in a zoo folder.
+STORE_NAME = "results.sqlite"
+
 RESULTS_TABLE = """
 CREATE TABLE IF NOT EXISTS results (
     model_id          TEXT NOT NULL,
@@ -77,6 +80,11 @@ def measure_key(measure: Measure, seed: int) -> tuple[str, str, int]:
 def result_key(model_id: str, checkpoint_sha256: str, measure: Measure, seed: int) -> ResultKey:
     """The store key of ``measure``'s value on one model, evaluated with ``seed``."""
     return ResultKey(model_id, checkpoint_sha256, *measure_key(measure, seed))
+
+
+def store_for(zoo) -> ResultStore:
+    """The results store of a zoo (anything with a ``root`` folder): ``<zoo>/results.sqlite``."""
+    return ResultStore(Path(zoo.root) / STORE_NAME)
 
 
 @dataclass(frozen=True)

@@ -33,20 +33,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from icc_bench.leaderboard import (
-    _CSS,
-    _NAN_TEXT,
-    _TARGET_LABELS,
-    FORMATS,
-    _bootstrap_text,
-    _figure_png_base64,
-    _float,
-    _fmt,
-    _jsonable,
-    _md_code,
-    _md_escape,
-)
-from icc_bench.zoo import atomic_write_bytes
+from icc_bench.files import atomic_write_bytes
+from icc_bench.leaderboard.files import FORMATS
+from icc_bench.leaderboard.markdown import _md_code, _md_escape
+from icc_bench.leaderboard.model import TARGET_LABELS as _TARGET_LABELS
+from icc_bench.leaderboard.model import _float, _jsonable
+from icc_bench.leaderboard.page import _CSS, _figure_png_base64
+from icc_bench.leaderboard.table import _NAN_TEXT, _bootstrap_text, _fmt
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

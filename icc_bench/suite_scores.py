@@ -23,14 +23,14 @@ import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from icc_bench.leaderboard import Leaderboard, MeasureRow
+from icc_bench.leaderboard.model import Leaderboard, MeasureRow
 from icc_bench.suite_leaderboard import SuiteCell, SuiteLeaderboard, SuitePopulation, SuiteRow
 from icc_bench.suites import SuiteSpec
 
 
 def score_suite(suite: SuiteSpec, leaderboards: Sequence[Leaderboard], *, command: str = "") -> SuiteLeaderboard:
     """The suite leaderboard of ``leaderboards``, one per population of ``suite``, in its order."""
-    from icc_bench import __version__
+    from icc_bench.version import __version__
 
     names = [lb.population for lb in leaderboards]
     if names != list(suite.populations):

@@ -23,7 +23,6 @@ dataset has that split): the scores' bootstrap resamples test images through the
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from torch import nn
 
 from icc_bench.config import ArchitectureSpec, HyperParams, Schedule
 from icc_bench.data import ImageDataset, iterate_batches
+from icc_bench.device import autocast as _autocast, cpu_state as _cpu_state, resolve_device  # noqa: F401 (re-exported)
 from icc_bench.models import build_model, count_layers
 
 #: Images per forward pass when evaluating (no gradients, so larger than any training batch).
@@ -66,22 +66,6 @@ class TrainResult:
     # Split name ("test", "heldout") -> (predicted classes, true labels), both (n,) int16 on the CPU.
     predictions: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     heldout_accuracy: float | None = None
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when present, else the CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    return device
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def make_optimizer(model: nn.Module, hp: HyperParams) -> torch.optim.Optimizer:
@@ -148,10 +132,6 @@ def final_predictions(model: nn.Module, data: ImageDataset) -> tuple[dict[str, f
 def _to_memory_format(x: torch.Tensor) -> torch.Tensor:
     # channels_last speeds up convolutions on CUDA tensor cores; on the CPU it only costs copies.
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
 def init_model(

@@ -71,18 +71,9 @@ from torch import Tensor, nn
 
 from icc_bench.config import ArchitectureSpec, HyperParams, Schedule
 from icc_bench.data import ImageDataset
-from icc_bench.data.batches import _apply_augmentation, _draw_augmentation
-from icc_bench.train import (
-    EVAL_BATCH,
-    EpochStats,
-    TrainResult,
-    _autocast,
-    _cpu_state,
-    init_model,
-    make_optimizer,
-    resolve_device,
-    trained_result,
-)
+from icc_bench.data.batches import apply_augmentation, draw_augmentation
+from icc_bench.device import autocast, cpu_state, resolve_device
+from icc_bench.train import EVAL_BATCH, EpochStats, TrainResult, init_model, make_optimizer, trained_result
 
 #: Architecture families whose forward pass mixes channels only inside convolutions and linear
 #: layers (everything else acts per channel), so members side by side never see each other.
@@ -405,7 +396,7 @@ def _test_accuracies(group: _Group, x: Tensor, y: Tensor, num_classes: int) -> l
     correct = torch.zeros(rows, dtype=torch.int64, device=x.device)
     for start in range(0, len(x), chunk):
         xb, yb = x[start : start + chunk], y[start : start + chunk]
-        with _autocast(x.device):
+        with autocast(x.device):
             logits = network(_members_as_channels(xb.unsqueeze(0).expand(rows, *xb.shape)))  # (b, M * K)
         correct += (logits.view(len(xb), rows, num_classes).argmax(-1) == yb[:, None]).sum(0)
     network.train()
@@ -446,7 +437,7 @@ def train_batched(
         else:
             dropout_generator = torch.Generator(device=device).manual_seed(member.seed)
         models.append(model)
-        initial_states.append(_cpu_state(model))  # the epoch-0 snapshot, as train_model keeps it
+        initial_states.append(cpu_state(model))  # the epoch-0 snapshot, as train_model keeps it
         recipes.append(_Recipe.of(model, member.hp))
         generators.append(torch.Generator(device=device).manual_seed(member.seed))  # shuffling and augmentation
         dropout_generators.append(dropout_generator)
@@ -485,11 +476,11 @@ def train_batched(
             xb, yb = data.x_train[index], data.y_train[index]  # (M, b, C, H, W), (M, b)
             rows, b = index.shape
             if augmented:  # each member's draws from its own generator, applied in one gather
-                draws = [_draw_augmentation(b, rows_generators[r]) for r in augmented]
+                draws = [draw_augmentation(b, rows_generators[r]) for r in augmented]
                 offsets, flips = torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws])  # (A * b, 2), (A * b,)
-                shifted = _apply_augmentation(xb[augmented_rows].flatten(0, 1), offsets, flips)  # (A * b, C, H, W)
+                shifted = apply_augmentation(xb[augmented_rows].flatten(0, 1), offsets, flips)  # (A * b, C, H, W)
                 xb[augmented_rows] = shifted.view(len(augmented), *xb.shape[1:])
-            with _autocast(device):
+            with autocast(device):
                 logits = group.network(_members_as_channels(xb))  # (b, M * K)
                 logits = logits.view(b, rows, num_classes).transpose(0, 1).float()  # (M, b, K)
                 losses = F.cross_entropy(logits.reshape(rows * b, num_classes), yb.reshape(-1), reduction="none").view(rows, b).mean(1)
@@ -512,7 +503,7 @@ def train_batched(
             curves[i].append(stats)
             seconds[i] += share
             if epoch in member.schedule.save_epochs:
-                snapshots[i][epoch] = _cpu_state(group.load_into(r, group.steps))
+                snapshots[i][epoch] = cpu_state(group.load_into(r, group.steps))
             if member.on_epoch is not None:
                 member.on_epoch(stats)
             if train_loss[r] < member.schedule.stop_train_loss or epoch == member.schedule.epochs:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from icc_bench.uncertainty import distinguishable
 
 if TYPE_CHECKING:
-    from icc_bench.leaderboard import Leaderboard, MeasureRow
+    from icc_bench.leaderboard.model import Leaderboard, MeasureRow
 
 #: The paper's comparison, when both families are on the leaderboard.
 PAPER_FAMILIES = ("intraclass clustering", "sharpness")

@@ -47,7 +47,6 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import warnings
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -55,6 +54,12 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from icc_bench.config import ArchitectureSpec, HyperParams
+from icc_bench.files import atomic_write_json, sha256_file, temp_beside, umask
+from icc_bench.models import build_model
+from icc_bench.models.factory import FACTORY_PREFIX, build_factory_model
+from icc_bench.version import __version__
 
 RECORD_SCHEMA = 1
 
@@ -109,55 +114,14 @@ def read_metadata(path: Path) -> dict[str, Any]:
         raise ZooError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e}); it was damaged: delete it and its record to retrain that model") from None
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _temp_beside(path: Path) -> tuple[int, str]:
-    """A temporary file in ``path``'s folder (so the rename is atomic), with ordinary permissions
-    (mkstemp's are 0600, which would leave records unreadable to the rest of a team)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())
-    return fd, tmp
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
 def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
     """Save with safetensors through a temporary file; return the sha256 of the bytes on disk."""
-    fd, tmp = _temp_beside(path)
+    fd, tmp = temp_beside(path)
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
         # save_file recreates the file 0600; a zoo on a shared filesystem is read by the group.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         digest = sha256_file(Path(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -169,8 +133,6 @@ def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata:
 
 
 def versions() -> dict[str, str]:
-    from icc_bench import __version__
-
     return {"icc_bench": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
@@ -389,15 +351,10 @@ class Zoo:
         """Rebuild a model from its verified record and load its verified weights: ``(model, record)``,
         eval mode. A ``factory:<module>:<function>`` architecture is built only when the record was
         written by ``icc-bench import`` and ``allow_factories`` holds ``<module>:<function>``."""
-        from icc_bench.config import ArchitectureSpec, HyperParams
-        from icc_bench.models import build_model
-
         record = self.read_verified_record(model_id)
         arch = ArchitectureSpec.model_validate(record["architecture"])
-        if arch.name.startswith("factory:"):  # a user's own network, imported with icc-bench import
-            from icc_bench.importer import build_factory_model
-
-            factory = arch.name.removeprefix("factory:")
+        if arch.name.startswith(FACTORY_PREFIX):  # a user's own network, imported with icc-bench import
+            factory = arch.name.removeprefix(FACTORY_PREFIX)
             if "imported" not in record:
                 raise ZooError(
                     f"{self.record_path(model_id)}: architecture '{arch.name}' is one only `icc-bench import` writes, and "

@@ -19,7 +19,10 @@ import pandas as pd
 import pytest
 
 from icc_bench import probe
-from icc_bench.analyze import AnalysisError, add_analyze_parser, select_measures
+from icc_bench.analyze import AnalysisError
+from icc_bench.cli.analyze import add_analyze_parser
+from icc_bench.plugins import load_plugins
+from icc_bench.selection import select_measures
 from icc_bench.analyze.layers import layer_profile
 from icc_bench.cli import main
 from icc_bench.config import load_spec
@@ -88,7 +91,9 @@ def store_rows(zoo: Path) -> dict[tuple[str, str, str, str], tuple]:
 
 
 def measures(zoo: Path, names: str) -> dict:
-    return {m.name: m for m in select_measures(Zoo(zoo), names)}
+    spec = Zoo(zoo).read_spec() or {}
+    selected = select_measures(load_plugins().measures, names, spec.get("measure_settings"), spec.get("name", ""))
+    return {m.name: m for m in selected}
 
 
 # ----------------------------------------------------------------------------- k sweep

@@ -23,7 +23,7 @@ from icc_bench.data import (
     register_dataset,
 )
 from icc_bench.data import dataset as dataset_module
-from icc_bench.data.batches import _apply_augmentation, _draw_augmentation
+from icc_bench.data.batches import apply_augmentation, draw_augmentation
 from icc_bench.data.cifar import CifarOptions, build_cifar10
 from icc_bench.data.digits import DigitsOptions, _stratified_split, build_digits
 
@@ -407,7 +407,7 @@ def _reference_augment(x, offsets, flips):
 def test_augment_batch_matches_a_per_image_reference(shape):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     out = augment_batch(x, torch.Generator().manual_seed(5))
-    offsets, flips = _draw_augmentation(shape[0], torch.Generator().manual_seed(5))
+    offsets, flips = draw_augmentation(shape[0], torch.Generator().manual_seed(5))
     assert out.shape == x.shape
     torch.testing.assert_close(out, _reference_augment(x, offsets, flips), rtol=0, atol=0)
 
@@ -415,12 +415,12 @@ def test_augment_batch_matches_a_per_image_reference(shape):
 def test_centre_offset_without_flip_is_the_identity_and_flip_mirrors():
     x = torch.randn(5, 3, 7, 7)
     centre = torch.full((5, 2), 4)
-    assert torch.equal(_apply_augmentation(x, centre, torch.zeros(5, dtype=torch.bool)), x)
-    assert torch.equal(_apply_augmentation(x, centre, torch.ones(5, dtype=torch.bool)), x.flip(-1))
+    assert torch.equal(apply_augmentation(x, centre, torch.zeros(5, dtype=torch.bool)), x)
+    assert torch.equal(apply_augmentation(x, centre, torch.ones(5, dtype=torch.bool)), x.flip(-1))
 
 
 def test_augmentation_draws_cover_their_ranges():
-    offsets, flips = _draw_augmentation(4000, torch.Generator().manual_seed(0))
+    offsets, flips = draw_augmentation(4000, torch.Generator().manual_seed(0))
     assert offsets.min() == 0 and offsets.max() == 8 and offsets.unique().numel() == 9
     assert 0.45 < flips.float().mean() < 0.55
 
@@ -449,7 +449,7 @@ def test_a_generator_on_another_device_is_refused():
 def test_augment_batch_on_cuda_matches_the_reference():
     x = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(0)).cuda()
     out = augment_batch(x, torch.Generator(device="cuda").manual_seed(5))
-    offsets, flips = _draw_augmentation(16, torch.Generator(device="cuda").manual_seed(5))
+    offsets, flips = draw_augmentation(16, torch.Generator(device="cuda").manual_seed(5))
     assert out.device == x.device
     torch.testing.assert_close(out.cpu(), _reference_augment(x.cpu(), offsets.cpu(), flips.cpu()), rtol=0, atol=0)
 

@@ -160,7 +160,7 @@ def test_ray_measures_the_same_values_as_local(zoos):
 def test_the_local_executor_hands_over_each_value_as_soon_as_it_is_computed(zoos):
     _, local, _ = zoos
     measures = load_plugins(entry_points=False).measures.list("c3,c4")
-    task = MeasureTask(local.model_ids()[0], tuple((m.name, m.settings.model_dump(mode="json")) for m in measures))
+    task = MeasureTask(local.model_ids()[0], tuple(measures))
     batches = LocalExecutor().measure([task], zoo_root=local.root, plugin_specs=(), device="cpu", data_dir=None, seed=0)
     # One value per batch: the driver stores c3 before c4 is computed.
     assert [[v.measure for v in batch] for batch in batches] == [["c3"], ["c4"]]

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from icc_bench.zoo import Zoo, ZooError, atomic_write_bytes, sha256_file
+from icc_bench.files import atomic_write_bytes, sha256_file
+from icc_bench.zoo import Zoo, ZooError
 
 
 def _state(seed: int = 0) -> dict[str, torch.Tensor]:

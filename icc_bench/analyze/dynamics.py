@@ -80,8 +80,7 @@ def dynamics(
         ``not_applicable``), ``checkpoint`` (the store's model id of a measured checkpoint, empty
         for curve rows) and ``final_test_accuracy``.
     """
-    from icc_bench.evaluate import store_for
-    from icc_bench.store import result_key
+    from icc_bench.store import result_key, store_for
 
     if not model_ids:
         raise AnalysisError("--models: name at least one model id")

@@ -1,15 +1,12 @@
 """The measures layer by layer, averaged over the models of one depth (paper Figure 5, Section 4.3).
 
-For every model of the chosen depth factor, c1-c4 are computed on each probe layer alone, with the
-kernels' ``per_layer`` option (:mod:`icc_intraclass.kernels`):
-
-- c1 (selectivity), c3 (variance ratio): the top-``neurons_per_layer`` neurons of the layer
-  (paper: "the top-5 neurons of each layer"), then the measure's aggregate over (sub)classes;
-- c2 (silhouette), c4 (distance spread): the layer's value per (sub)class, then the aggregate
-  (a layer-level measure has no top-k inside a layer).
-
-Every other setting is the measure's own (the zoo's ``[measure_settings]`` applied), including its
-probe sample. The values are then averaged over models, layer by layer; models of one depth share
+For every model of the chosen depth factor, each measure is computed on each probe layer alone by
+its per-layer form (:attr:`icc_bench.measure.Measure.per_layer`), which the plugin that registers
+the measure provides: icc_intraclass gives c1-c4 one (c1 and c3 keep the top
+``neurons_per_layer`` neurons of each layer, as the paper's "top-5 neurons of each layer"; c2 and
+c4 are layer-level), and any plugin may give its own measures one. A measure without it has no
+place in this analysis. Every setting is the measure's own (the zoo's ``[measure_settings]``
+applied), including its probe sample. The values are then averaged over models, layer by layer; models of one depth share
 their number of layers (the width changes only the neurons per layer). The paper reads two trends:
 all four measures grow with depth, and the variance-based c3 and c4 drop at the penultimate layer.
 
@@ -20,7 +17,7 @@ the CSVs are their record, and recomputing them is cheap: the representations ar
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,44 +34,6 @@ if TYPE_CHECKING:
     from icc_bench.zoo import Zoo
 
 
-def _kernel_options(measure: Measure) -> dict:
-    return measure.settings.model_dump(exclude={"probe_samples"})
-
-
-def _c1(ctx: MeasureContext, measure: Measure, neurons_per_layer: int) -> list[float]:
-    from icc_intraclass.kernels import c1_selectivity
-
-    probe = ctx.probe_for(measure.settings.probe_samples)
-    options = {**_kernel_options(measure), "k": neurons_per_layer}
-    return c1_selectivity(probe.preactivations, probe.fine_labels, ctx.fine_to_coarse, **options, per_layer=True)
-
-
-def _c2(ctx: MeasureContext, measure: Measure, neurons_per_layer: int) -> list[float]:
-    from icc_intraclass.kernels import c2_silhouette
-
-    probe = ctx.probe_for(measure.settings.probe_samples)
-    return c2_silhouette(probe.activations, probe.fine_labels, ctx.fine_to_coarse, **_kernel_options(measure), per_layer=True)
-
-
-def _c3(ctx: MeasureContext, measure: Measure, neurons_per_layer: int) -> list[float]:
-    from icc_intraclass.kernels import c3_variance_ratio
-
-    probe = ctx.probe_for(measure.settings.probe_samples)
-    options = {**_kernel_options(measure), "k": neurons_per_layer}
-    return c3_variance_ratio(probe.preactivations, probe.labels, **options, per_layer=True)
-
-
-def _c4(ctx: MeasureContext, measure: Measure, neurons_per_layer: int) -> list[float]:
-    from icc_intraclass.kernels import c4_distance_spread
-
-    probe = ctx.probe_for(measure.settings.probe_samples)
-    return c4_distance_spread(probe.preactivations, probe.labels, **_kernel_options(measure), per_layer=True)
-
-
-#: The measures that have a per-layer form, and how to compute it from a context.
-PER_LAYER: dict[str, Callable[[MeasureContext, Measure, int], list[float]]] = {"c1": _c1, "c2": _c2, "c3": _c3, "c4": _c4}
-
-
 @dataclass
 class LayerProfile:
     """Per-layer values of the measures on the models of one depth.
@@ -84,7 +43,7 @@ class LayerProfile:
     depth : float
         The depth factor of the models.
     neurons_per_layer : int
-        The k of c1 and c3 within a layer.
+        Neurons kept per layer by a measure that keeps its top neurons (c1, c3).
     per_model : DataFrame
         One row per (model, measure, layer): ``model_id``, ``measure``, ``layer_index`` (1 = first
         probe layer), ``layer_name``, ``relative_depth`` (layer_index / number of layers),
@@ -95,7 +54,7 @@ class LayerProfile:
         ``relative_depth``, ``mean`` and ``std`` (population std) over the models with a value,
         and ``n_models``.
     not_applicable : dict
-        Measure name -> why it was left out (c1, c2 on a dataset without a hierarchy).
+        Measure name -> why it was left out (e.g. c1, c2 on a dataset without a hierarchy).
     errors : list of (str, str, str)
         ``(model_id, measure, message)`` of each per-layer computation that raised; that model is
         left out of that measure's mean, as a failed value is left out of a leaderboard.
@@ -121,7 +80,7 @@ def layer_profile(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> LayerProfile:
-    """c1-c4 per layer on every model of depth factor ``depth``, and their mean over those models.
+    """``measures`` per layer on every model of depth factor ``depth``, and their mean over those models.
 
     Raises
     ------
@@ -131,9 +90,12 @@ def layer_profile(
     """
     from icc_bench.representations_cache import Checkpoint, open_context
 
-    unknown = [m.name for m in measures if m.name not in PER_LAYER]
+    unknown = [m.name for m in measures if m.per_layer is None]
     if unknown:
-        raise AnalysisError(f"measure {unknown[0]!r} has no per-layer form; the layer analysis covers {', '.join(PER_LAYER)}")
+        raise AnalysisError(
+            f"measure {unknown[0]!r} has no per-layer form (Measure.per_layer, given by the plugin that registers it); "
+            "the layer analysis covers the measures that have one: leave --measures out to take them all"
+        )
     if neurons_per_layer < 1:
         raise AnalysisError(f"--neurons-per-layer {neurons_per_layer}: must be at least 1 (paper: 5)")
     records = list(zoo.records())
@@ -143,7 +105,7 @@ def layer_profile(
         raise AnalysisError(f"{zoo.root}: no model has depth factor {depth:g}; its models have {', '.join(f'{d:g}' for d in depths)}: pass one with --depth")
     rows, not_applicable, errors, layer_counts = [], {}, [], {}
     if progress is not None:
-        progress.start(len(chosen), f"models of depth {depth:g}")
+        progress.start(len(chosen), description=f"models of depth {depth:g}")
     for record in chosen:
         ctx = open_context(zoo, Checkpoint.final(record), cache=cache, device=device, data_dir=data_dir, seed=seed)
         for measure in measures:
@@ -151,9 +113,10 @@ def layer_profile(
             if reason is not None:
                 not_applicable[measure.name] = reason
                 continue
-            representations = ctx.representations_for(measure.settings.probe_samples)
+            # Layer names and sizes, from the measure's probe when it names one (already computed).
+            representations = ctx.representations_for(getattr(measure.settings, "probe_samples", ctx.probe_samples))
             try:
-                values = PER_LAYER[measure.name](ctx, measure, neurons_per_layer)
+                values = measure.per_layer(ctx, measure.settings, neurons_per_layer)
             except ValueError as e:  # the kernels' answer for an undefined case (e.g. every neuron dead)
                 errors.append((record["model_id"], measure.name, str(e)))
                 continue
@@ -205,6 +168,6 @@ def layers_figure(profile: LayerProfile, *, title: str) -> Figure:
     axes[0].set_ylabel(f"mean over {n_models} models")
     fig.suptitle(
         f"{title}: per-layer measures, depth factor {profile.depth:g} "
-        f"(c1, c3: top {profile.neurons_per_layer} neurons of each layer)", fontsize=9,
+        f"(neuron-level measures: top {profile.neurons_per_layer} neurons of each layer)", fontsize=9,
     )
     return fig

@@ -13,8 +13,10 @@ on the pre-activations of the probe sample. For one model this analysis
    ('Rocket') progressively separated from its superclass, and the median one ('Ray') less so.
 
 The median subclass is the one ranked ``(n + 1) // 2`` of ``n`` (for an even ``n``, the upper of
-the two middle ones). A model without snapshots gives the final epoch alone. The probe sample is
-c1's (its ``probe_samples`` setting and the seed), so the numbers are those behind c1.
+the two middle ones). A model without snapshots gives the final epoch alone. The scores come from
+the measure's per-neuron form (:attr:`icc_bench.measure.Measure.per_neuron`), which the plugin
+provides (icc_intraclass: c1's ``sel(n, i)`` on c1's probe sample), so the numbers are those behind
+the measure's value; this module imports no plugin.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class NeuronAnalysis:
     ranking: pd.DataFrame
     preactivations: pd.DataFrame
     epochs: list[int]
+    measure: str = ""  # the measure whose per-neuron scores these are
 
 
 def rank_subclasses(
@@ -113,18 +116,15 @@ def median_position(n: int) -> int:
     return (n + 1) // 2 - 1
 
 
-def _selectivity(ctx: CachedMeasureContext, c1: Measure) -> tuple[Tensor, ProbeSample]:
-    """``sel(n, i)`` of every neuron and subclass on c1's probe sample, and that sample."""
-    from icc_intraclass.kernels import subclass_selectivity
-
-    probe = ctx.probe_for(c1.settings.probe_samples)
-    return subclass_selectivity(probe.preactivations, probe.fine_labels, ctx.fine_to_coarse), probe
+def _selectivity(ctx: CachedMeasureContext, measure: Measure) -> tuple[Tensor, ProbeSample]:
+    """The measure's per-neuron scores (``sel(n, i)`` for c1) of every subclass and neuron, and the probe sample."""
+    return measure.per_neuron(ctx, measure.settings)
 
 
 def neuron_analysis(
     zoo: Zoo,
     model_id: str,
-    c1: Measure,
+    measure: Measure,
     *,
     cache: RepresentationsCache,
     device: str = "cpu",
@@ -133,11 +133,17 @@ def neuron_analysis(
 ) -> NeuronAnalysis:
     """Rank the subclasses of one model and follow the top and median subclasses' neurons over epochs.
 
+    ``measure`` is one with a per-neuron form (:attr:`icc_bench.measure.Measure.per_neuron`):
+    c1, whose form icc_intraclass provides, or any plugin's.
+
     Raises
     ------
     AnalysisError
-        Unknown model id, or a model trained on a dataset without a label hierarchy.
+        Unknown model id, a model trained on a dataset without a label hierarchy, or a measure
+        without a per-neuron form.
     """
+    if measure.per_neuron is None:
+        raise AnalysisError(f"measure {measure.name!r} has no per-neuron form (Measure.per_neuron); the neurons analysis needs one")
     from icc_bench.analyze.dynamics import training_checkpoints
     from icc_bench.representations_cache import open_context
 
@@ -148,7 +154,7 @@ def neuron_analysis(
     final = open_context(zoo, points[-1][1], cache=cache, device=device, data_dir=data_dir, seed=seed)
     if final.fine_to_coarse is None:
         raise AnalysisError(_flat_message(record))
-    selectivity, probe = _selectivity(final, c1)
+    selectivity, probe = _selectivity(final, measure)
     layers = probe.representations
     ranking = rank_subclasses(
         selectivity, layers.layer_names, [p.shape[1] for p in layers.preactivations], final.fine_to_coarse.cpu(),
@@ -162,7 +168,7 @@ def neuron_analysis(
     frames = []
     for epoch, checkpoint in points:
         ctx = final if checkpoint == points[-1][1] else open_context(zoo, checkpoint, cache=cache, device=device, data_dir=data_dir, seed=seed)
-        epoch_selectivity, epoch_probe = _selectivity(ctx, c1)
+        epoch_selectivity, epoch_probe = _selectivity(ctx, measure)
         for role, chosen in followed.items():
             subclass, superclass = int(chosen["subclass"]), int(chosen["superclass"])
             layer = epoch_probe.preactivations[layer_of[chosen["layer_name"]]]  # (n_probe, n_neurons_l)
@@ -174,13 +180,13 @@ def neuron_analysis(
                 "preactivation": layer[:, int(chosen["neuron_in_layer"])].cpu().numpy()[members].astype(np.float64),
                 "selectivity": float(epoch_selectivity[subclass, int(chosen["neuron"])]),
             }))
-    return NeuronAnalysis(model_id, float(record["test_accuracy"]), ranking, pd.concat(frames, ignore_index=True), [e for e, _ in points])
+    return NeuronAnalysis(model_id, float(record["test_accuracy"]), ranking, pd.concat(frames, ignore_index=True), [e for e, _ in points], measure.name)
 
 
 def _flat_message(record: dict) -> str:
     return (
         f"model '{record['model_id']}' was trained on dataset '{record['dataset']['name']}', which has no label "
-        "hierarchy; the neurons analysis ranks subclasses inside their superclass (c1), so it needs a hierarchical "
+        "hierarchy; the neurons analysis ranks subclasses inside their superclass, so it needs a hierarchical "
         "dataset such as cifar100_coarse or synthetic_hierarchy"
     )
 
@@ -214,12 +220,12 @@ def preactivations_figure(result: NeuronAnalysis) -> Figure:
 
 
 def selectivity_figure(result: NeuronAnalysis) -> Figure:
-    """Figure 11: the histogram of per-subclass best selectivity, its median (c1 at k = 1) and mean marked."""
+    """Figure 11: the histogram of per-subclass best selectivity, its median (the measure at k = 1: c1's) and mean marked."""
     values = result.ranking["selectivity"].to_numpy()
     fig = new_figure(4.2, 3.0)
     ax = fig.add_subplot()
     ax.hist(values, bins=min(30, max(5, len(values) // 3)), color="C0", alpha=0.8)
-    ax.axvline(np.median(values), color="C3", label=f"median {np.median(values):.2f} (c1 at k = 1)")
+    ax.axvline(np.median(values), color="C3", label=f"median {np.median(values):.2f} ({result.measure} at k = 1)")
     ax.axvline(values.mean(), color="C1", ls="--", label=f"mean {values.mean():.2f}")
     ax.set_xlabel("subclass selectivity of the best neuron")
     ax.set_ylabel("number of subclasses")

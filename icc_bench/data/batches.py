@@ -33,7 +33,7 @@ def _check_generator(generator: torch.Generator | None, device: torch.device, pu
     return generator
 
 
-def _draw_augmentation(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def draw_augmentation(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """The random part of :func:`augment_batch` for ``n`` images, on the generator's device.
 
     Returns
@@ -50,7 +50,7 @@ def _draw_augmentation(n: int, generator: torch.Generator) -> tuple[Tensor, Tens
     return offsets, flips
 
 
-def _apply_augmentation(x: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
+def apply_augmentation(x: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
     """Crop every image of ``x`` (B, C, H, W) at ``offsets`` from its reflection-padded copy, then flip.
 
     Pure indexing: one gather over the whole batch, no per-image Python loop.
@@ -95,8 +95,8 @@ def augment_batch(x: Tensor, generator: torch.Generator) -> Tensor:
             f"got {x.shape[2]}x{x.shape[3]}; turn augmentation off for such images"
         )
     _check_generator(generator, x.device, "augment_batch")
-    offsets, flips = _draw_augmentation(x.shape[0], generator)
-    return _apply_augmentation(x, offsets, flips)
+    offsets, flips = draw_augmentation(x.shape[0], generator)
+    return apply_augmentation(x, offsets, flips)
 
 
 def iterate_batches(

@@ -18,7 +18,7 @@ third-party plugin would.
 from __future__ import annotations
 
 from icc_bench import Measure, MeasureContext, hookimpl
-from icc_intraclass.kernels import c1_selectivity, c2_silhouette, c3_variance_ratio, c4_distance_spread
+from icc_intraclass.kernels import c1_selectivity, c2_silhouette, c3_variance_ratio, c4_distance_spread, subclass_selectivity
 from icc_intraclass.settings import C1Settings, C2Settings, C3Settings, C4Settings
 
 __version__ = "0.1.0"
@@ -54,9 +54,51 @@ def c4(ctx: MeasureContext, settings: C4Settings) -> float:
     return c4_distance_spread(probe.preactivations, probe.labels, **_kernel_options(settings))
 
 
+# -- per-layer forms (``icc-bench analyze layers``, the paper's Figure 5, Section 4.3) ----------------
+# Each measure on one probe layer at a time, with the kernels' ``per_layer`` option: c1 and c3 keep
+# the top ``neurons_per_layer`` neurons of the layer (the paper: "the top-5 neurons of each layer")
+# in place of their ``k``; c2 and c4 are layer-level measures, whose ``k`` (of layers) has no
+# meaning inside one layer. Every other setting, the probe sample included, is the measure's own.
+def c1_per_layer(ctx: MeasureContext, settings: C1Settings, neurons_per_layer: int) -> list[float]:
+    """c1 on each layer alone: its top ``neurons_per_layer`` neurons per subclass."""
+    probe = ctx.probe_for(settings.probe_samples)
+    options = {**_kernel_options(settings), "k": neurons_per_layer}
+    return c1_selectivity(probe.preactivations, probe.fine_labels, ctx.fine_to_coarse, **options, per_layer=True)
+
+
+def c2_per_layer(ctx: MeasureContext, settings: C2Settings, neurons_per_layer: int) -> list[float]:
+    """c2 on each layer alone: the layer's silhouette per subclass, then the aggregate."""
+    probe = ctx.probe_for(settings.probe_samples)
+    return c2_silhouette(probe.activations, probe.fine_labels, ctx.fine_to_coarse, **_kernel_options(settings), per_layer=True)
+
+
+def c3_per_layer(ctx: MeasureContext, settings: C3Settings, neurons_per_layer: int) -> list[float]:
+    """c3 on each layer alone: its top ``neurons_per_layer`` neurons per class."""
+    probe = ctx.probe_for(settings.probe_samples)
+    options = {**_kernel_options(settings), "k": neurons_per_layer}
+    return c3_variance_ratio(probe.preactivations, probe.labels, **options, per_layer=True)
+
+
+def c4_per_layer(ctx: MeasureContext, settings: C4Settings, neurons_per_layer: int) -> list[float]:
+    """c4 on each layer alone: the layer's spread per class, then the aggregate."""
+    probe = ctx.probe_for(settings.probe_samples)
+    return c4_distance_spread(probe.preactivations, probe.labels, **_kernel_options(settings), per_layer=True)
+
+
+def c1_per_neuron(ctx: MeasureContext, settings: C1Settings):
+    """``sel(n, i)`` of every subclass i and neuron n on c1's probe sample (``icc-bench analyze
+    neurons``, Figures 7 and 11), and that sample: c1 at k = 1 is the median of the rows' maxima."""
+    probe = ctx.probe_for(settings.probe_samples)
+    return subclass_selectivity(probe.preactivations, probe.fine_labels, ctx.fine_to_coarse), probe
+
+
 @hookimpl
 def icc_bench_register_measures(registry) -> None:
-    registry.add(Measure(name="c1", family=FAMILY, higher_is_better=True, needs_hierarchy=True, fn=c1, settings=C1Settings()))
-    registry.add(Measure(name="c2", family=FAMILY, higher_is_better=True, needs_hierarchy=True, fn=c2, settings=C2Settings()))
-    registry.add(Measure(name="c3", family=FAMILY, higher_is_better=True, needs_hierarchy=False, fn=c3, settings=C3Settings()))
-    registry.add(Measure(name="c4", family=FAMILY, higher_is_better=True, needs_hierarchy=False, fn=c4, settings=C4Settings()))
+    registry.add(Measure(name="c1", family=FAMILY, higher_is_better=True, needs_hierarchy=True, fn=c1, settings=C1Settings(),
+                         per_layer=c1_per_layer, per_neuron=c1_per_neuron))
+    registry.add(Measure(name="c2", family=FAMILY, higher_is_better=True, needs_hierarchy=True, fn=c2, settings=C2Settings(),
+                         per_layer=c2_per_layer))
+    registry.add(Measure(name="c3", family=FAMILY, higher_is_better=True, needs_hierarchy=False, fn=c3, settings=C3Settings(),
+                         per_layer=c3_per_layer))
+    registry.add(Measure(name="c4", family=FAMILY, higher_is_better=True, needs_hierarchy=False, fn=c4, settings=C4Settings(),
+                         per_layer=c4_per_layer))

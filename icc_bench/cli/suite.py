@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# Errors are SuiteError, never the CLI's UserError: under `python -m icc_bench.cli` the CLI module
-# runs as __main__, and a UserError of the imported icc_bench.cli would be another class to it.
+from icc_bench.cli.options import add_runs_dir, command_line, loaded_plugins, make_executor, scoring_options
+from icc_bench.cli.output import console, measuring_progress, print_measured, print_train_summary, training_progress
 from icc_bench.suites import SuiteError
 
 #: Where a suite's leaderboard goes, under the runs folder, unless ``--out`` says otherwise.
@@ -32,11 +32,7 @@ def add_suite_arguments(p: argparse.ArgumentParser, *, positional: str, runs_dir
     p.add_argument("--suite", default=None, metavar="NAME",
                    help="every population of a suite (model_zoo/suites/NAME.toml, or a path), and one leaderboard over them")
     if runs_dir:
-        import os
-
-        from icc_bench.cli import DEFAULT_RUNS
-
-        p.add_argument("--runs-dir", default=os.environ.get("ICC_BENCH_RUNS", DEFAULT_RUNS), help="where zoos live, for --suite (default: ./runs or $ICC_BENCH_RUNS)")
+        add_runs_dir(p, help="where zoos live, for --suite (default: ./runs or $ICC_BENCH_RUNS)")
     p.set_defaults(_suite_positional=(positional, p.get_default(positional)))
 
 
@@ -48,23 +44,20 @@ def _check_positional(args: argparse.Namespace) -> None:
 
 def _open(args: argparse.Namespace):
     from icc_bench.api import open_suite
-    from icc_bench.cli import _load_plugins
-    from icc_bench.executors import make_executor
     from icc_bench.suites import find_suite
 
     suite = find_suite(args.suite)
-    plugins = _load_plugins(args)  # reports plugin failures on the console, once
+    plugins = loaded_plugins(args)  # reports plugin failures on the console, once
     executor = make_executor(args) if hasattr(args, "executor") else None
     return open_suite(suite, runs_dir=args.runs_dir, plugins=plugins, seed=args.seed, device=getattr(args, "device", None),
                       data_dir=getattr(args, "data_dir", None), executor=executor)
 
 
 def _write_suite(args: argparse.Namespace, suite, leaderboards) -> None:
-    from icc_bench.cli import _command_line, console
     from icc_bench.suite_leaderboard import render_terminal, write_suite_leaderboard
     from icc_bench.suite_scores import score_suite
 
-    slb = score_suite(suite.suite, leaderboards, command=_command_line(args))
+    slb = score_suite(suite.suite, leaderboards, command=command_line(args))
     console.rule(f"suite {suite.name}")
     render_terminal(slb, console)
     out = Path(args.out) if args.out else Path(args.runs_dir) / SUITES_RUNS_FOLDER / suite.name
@@ -74,31 +67,25 @@ def _write_suite(args: argparse.Namespace, suite, leaderboards) -> None:
 
 def evaluate_suite(args: argparse.Namespace) -> int:
     """``icc-bench evaluate --suite NAME``."""
-    from icc_bench.cli import EvaluateProgress, TrainProgress, _scoring_options, console, print_train_summary
     from icc_bench.leaderboard import write_leaderboard
     from icc_bench.scores import score_zoo
 
     _check_positional(args)
     suite = _open(args)
     measures = {name: zoo.measures(args.measures) for name, zoo in suite.zoos.items()}  # bad input fails before any work
-    options = _scoring_options(args)
+    options = scoring_options(args)
     leaderboards = []
     for i, (name, zoo) in enumerate(suite.zoos.items(), start=1):
         console.rule(f"suite {suite.name}: {name} ({i} of {len(suite.zoos)})")
         if not args.no_train:
-            with TrainProgress(console) as progress:
+            with training_progress() as progress:
                 summary = zoo.train(progress=progress)
             print_train_summary(summary)
         if not zoo.zoo.model_ids():
             raise SuiteError(f"{zoo.root}: no trained models of population '{name}' to evaluate; run without --no-train")
-        with EvaluateProgress(console) as progress:
+        with measuring_progress() as progress:
             stats = zoo.evaluate(measures[name], retry_errors=args.retry_errors, progress=progress)
-        console.print(
-            f"measured: {stats.computed} values computed, {stats.reused} reused from {zoo.root / 'results.sqlite'}"
-            + (f", {stats.errors} errors" if stats.errors else "")
-            + (f", {stats.not_applicable} not applicable" if stats.not_applicable else "")
-            + f" ({stats.seconds:.0f} s)"
-        )
+        print_measured(stats, zoo)
         lb = score_zoo(zoo.zoo, measures[name], **options)
         paths = write_leaderboard(lb, zoo.root, lb.population)  # the population's own leaderboard, where `evaluate` puts it
         console.print(f"{name}: Ψ per measure in {paths[0]}; " + " ".join(lb.verdict[:1]), highlight=False)
@@ -109,14 +96,13 @@ def evaluate_suite(args: argparse.Namespace) -> int:
 
 def leaderboard_suite(args: argparse.Namespace) -> int:
     """``icc-bench leaderboard --suite NAME``: the suite leaderboard from the stores, computing nothing."""
-    from icc_bench.cli import _scoring_options
     from icc_bench.scores import score_zoo
 
     if args.suite is None:
         raise SuiteError("icc-bench leaderboard: pass a zoo folder (e.g. runs/quick) or --suite NAME")
     _check_positional(args)
     suite = _open(args)
-    options = _scoring_options(args)
+    options = scoring_options(args)
     leaderboards = []
     for name, zoo in suite.zoos.items():
         measures = zoo.stored_measures(zoo.measures(args.measures))
