@@ -345,3 +345,51 @@ def test_icc_bench_analyze_runs_from_the_command_line_and_errors_are_one_line(zo
     assert main(["analyze", "neurons", str(zoo), "--model", "nope", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "no model 'nope' in this zoo" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- a plugin's own per-layer measure
+
+MEAN_PREACTIVATION = '''
+from pydantic import BaseModel, ConfigDict
+
+from icc_bench import Measure, hookimpl
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+def mean_preactivation(ctx, settings):
+    """Mean pre-activation over every neuron of every layer."""
+    return float(sum(float(p.mean()) for p in ctx.preactivations) / len(ctx.preactivations))
+
+
+def per_layer(ctx, settings, neurons_per_layer):
+    return [float(p.mean()) for p in ctx.preactivations]
+
+
+@hookimpl
+def icc_bench_register_measures(registry):
+    registry.add(Measure(name="mean_preactivation", family="test", higher_is_better=True, needs_hierarchy=False,
+                         fn=mean_preactivation, settings=Settings(), per_layer=per_layer))
+    registry.add(Measure(name="no_layers", family="test", higher_is_better=True, needs_hierarchy=False,
+                         fn=mean_preactivation, settings=Settings()))
+'''
+
+
+def test_a_plugin_measure_with_a_per_layer_form_takes_part_in_the_layer_analysis(zoo, tmp_path):
+    plugin = tmp_path / "mean_preactivation.py"
+    plugin.write_text(MEAN_PREACTIVATION)
+    assert analyze("layers", str(zoo), "--plugin", str(plugin)) == 0  # default: every measure with a per-layer form
+    per_model = read_csv(zoo / "analysis" / "layers_depth1_per_model.csv")
+    assert set(per_model["measure"]) == {"c1", "c2", "c3", "c4", "mean_preactivation"}
+    # The values are the plugin's, layer by layer: the mean pre-activation of each layer, computed here by hand.
+    record = Zoo(zoo).read_record(BASE)
+    ctx = open_context(Zoo(zoo), Checkpoint.final(record), cache=RepresentationsCache(zoo), device="cpu", seed=0)
+    expected = [float(layer.double().mean()) for layer in ctx.preactivations]
+    mine = per_model[(per_model["model_id"] == BASE) & (per_model["measure"] == "mean_preactivation")]
+    assert mine["layer_index"].tolist() == list(range(1, len(expected) + 1))
+    assert mine["value"].tolist() == pytest.approx(expected, rel=1e-5)
+
+    with pytest.raises(AnalysisError, match="measure 'no_layers' has no per-layer form"):
+        analyze("layers", str(zoo), "--plugin", str(plugin), "--measures", "no_layers")
