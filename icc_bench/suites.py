@@ -14,7 +14,7 @@ package's), or read from a path. Loading validates the file (pydantic: unknown f
 repeated population) and checks that every population names a spec, with "did you mean".
 
 ``icc-bench evaluate --suite NAME`` and ``icc-bench leaderboard --suite NAME`` use them
-(:mod:`icc_bench.suite_commands`); :func:`icc_bench.api.open_suite` opens one from Python; the
+(:mod:`icc_bench.cli.suite`); :func:`icc_bench.api.open_suite` opens one from Python; the
 suite leaderboard is built by :mod:`icc_bench.suite_scores`.
 """
 
