@@ -81,6 +81,7 @@ from icc_bench.train import (
     init_model,
     make_optimizer,
     resolve_device,
+    tests_curve,
     trained_result,
 )
 
@@ -500,7 +501,9 @@ def train_batched(
         for recipe, member in zip(group.recipes, member_rows):  # MultiStepLR, after the epoch
             if epoch in member.schedule.milestones:
                 recipe.lr *= member.schedule.gamma
-        test_accuracy = _test_accuracies(group, data.x_test, data.y_test, num_classes)
+        tested = [tests_curve(members[i].schedule, epoch) for i in group.members]
+        test_accuracy = _test_accuracies(group, data.x_test, data.y_test, num_classes) if any(tested) else [None] * group.rows
+        test_accuracy = [a if t else None for a, t in zip(test_accuracy, tested)]
         train_loss = [s / n for s in loss_sum.tolist()]
         train_accuracy = [c / n for c in correct.tolist()]
         share = (time.perf_counter() - epoch_start) / group.rows
