@@ -98,6 +98,11 @@ class Schedule(_Frozen):
     gamma: float = Field(0.2, gt=0)
     stop_train_loss: float = Field(1e-4, ge=0, description="stop once the epoch's training loss is below this")
     save_epochs: tuple[int, ...] = Field((), description="also keep checkpoints after these epochs (dynamics analysis)")
+    test_every: int = Field(
+        1, ge=0,
+        description="the curve's test accuracy every N epochs and at save_epochs (0: save_epochs only); "
+        "the record's final accuracies are always measured",
+    )
 
     @field_validator("milestones", "save_epochs")
     @classmethod

@@ -73,7 +73,7 @@ from icc_bench.config import ArchitectureSpec, HyperParams, Schedule
 from icc_bench.data import ImageDataset
 from icc_bench.data.batches import apply_augmentation, draw_augmentation
 from icc_bench.device import autocast, cpu_state, resolve_device
-from icc_bench.train import EVAL_BATCH, EpochStats, TrainResult, init_model, make_optimizer, trained_result
+from icc_bench.train import EVAL_BATCH, EpochStats, TrainResult, init_model, make_optimizer, tests_curve, trained_result
 
 #: Architecture families whose forward pass mixes channels only inside convolutions and linear
 #: layers (everything else acts per channel), so members side by side never see each other.
@@ -491,7 +491,9 @@ def train_batched(
         for recipe, member in zip(group.recipes, member_rows):  # MultiStepLR, after the epoch
             if epoch in member.schedule.milestones:
                 recipe.lr *= member.schedule.gamma
-        test_accuracy = _test_accuracies(group, data.x_test, data.y_test, num_classes)
+        tested = [tests_curve(members[i].schedule, epoch) for i in group.members]
+        test_accuracy = _test_accuracies(group, data.x_test, data.y_test, num_classes) if any(tested) else [None] * group.rows
+        test_accuracy = [a if t else None for a, t in zip(test_accuracy, tested)]
         train_loss = [s / n for s in loss_sum.tolist()]
         train_accuracy = [c / n for c in correct.tolist()]
         share = (time.perf_counter() - epoch_start) / group.rows

@@ -280,3 +280,22 @@ def test_batch_models_option(tmp_path):
         main(["train", str(spec), "--runs-dir", str(tmp_path / "runs"), "--batch-models", "0"])
     assert main(["train", str(spec), "--runs-dir", str(tmp_path / "runs"), "--batch-models", "4", "--executor", "ray"]) == 2
     assert not (tmp_path / "runs" / "tiny" / "models").exists()
+
+
+def test_a_sparsely_tested_curve_trains_the_same_weights(tiny):
+    """``Schedule.test_every = 0`` measures the curve's test accuracy at the snapshots only: the
+    other epochs read None, and the weights are exactly those of a curve tested every epoch (the
+    test pass runs in eval mode and draws no random numbers), alone and batched alike."""
+    spec, data = tiny
+    every = spec.schedule.model_copy(update={"save_epochs": (1,), "test_every": 1})
+    sparse = every.model_copy(update={"test_every": 0})
+    hp = BASE.model_copy(update={"dropout": 0.2, "augmentation": True})
+    full = train_model(spec.architecture, hp, every, data, seed=3, device="cpu")
+    alone = train_model(spec.architecture, hp, sparse, data, seed=3, device="cpu")
+    (_, batched), = train_batched(spec.architecture, [Member(hp, 3, sparse)], data, device="cpu")
+    assert [s.test_accuracy is None for s in full.curve] == [False, False]
+    for result in (alone, batched):
+        assert [s.test_accuracy is None for s in result.curve] == [False, True]  # epoch 1 is a snapshot
+        assert result.curve[0].test_accuracy == pytest.approx(full.curve[0].test_accuracy, abs=1 / len(data.y_test))
+        assert result.test_accuracy == pytest.approx(full.test_accuracy, abs=1 / len(data.y_test))
+    assert all(torch.equal(full.state_dict[k], v) for k, v in alone.state_dict.items())

@@ -104,6 +104,8 @@ def dynamics(
                     })
             for point in record.get("curve", []):
                 for quantity in CURVE_QUANTITIES:
+                    if point.get(quantity) is None:  # an epoch the schedule did not test (Schedule.test_every)
+                        continue
                     rows.append({
                         "model_id": model_id, "epoch": int(point["epoch"]), "quantity": quantity,
                         "value": float(point[quantity]), "status": "ok", "checkpoint": "", "final_test_accuracy": final,

@@ -74,9 +74,10 @@ class Progress:
         self.progress.reset(self.epoch_task, total=job.schedule.epochs, completed=0, visible=True, info=job.model_id)
 
     def epoch(self, job, stats) -> None:
+        test = "-" if stats.test_accuracy is None else f"{stats.test_accuracy:.3f}"  # untested epoch: Schedule.test_every
         self.progress.update(
             self.epoch_task, completed=stats.epoch,
-            info=f"{job.model_id}  loss {stats.train_loss:.3g}  train {stats.train_accuracy:.3f}  test {stats.test_accuracy:.3f}",
+            info=f"{job.model_id}  loss {stats.train_loss:.3g}  train {stats.train_accuracy:.3f}  test {test}",
         )
 
     def model_done(self, job, record) -> None:
