@@ -44,7 +44,7 @@ import torch
 from icc_bench.config import PopulationSpec
 from icc_bench.executors import LocalExecutor
 from icc_bench.population import find_spec, train_population
-from icc_bench.train import resolve_device
+from icc_bench.device import resolve_device
 from icc_bench.train_batched import batch_key
 
 

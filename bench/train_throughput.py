@@ -25,7 +25,8 @@ from icc_bench.config import ArchitectureSpec, HyperParams
 from icc_bench.data import iterate_batches
 from icc_bench.models import build_model
 from icc_bench.population import find_spec, load_job_dataset
-from icc_bench.train import make_optimizer, resolve_device
+from icc_bench.device import resolve_device
+from icc_bench.train import make_optimizer
 
 
 class AugmentedTensors(Dataset):

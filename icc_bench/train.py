@@ -34,7 +34,7 @@ from torch import nn
 
 from icc_bench.config import ArchitectureSpec, HyperParams, Schedule
 from icc_bench.data import ImageDataset, iterate_batches
-from icc_bench.device import autocast as _autocast, cpu_state as _cpu_state, resolve_device  # noqa: F401 (re-exported)
+from icc_bench.device import autocast, cpu_state, resolve_device
 from icc_bench.models import build_model, count_layers
 
 #: Images per forward pass when evaluating (no gradients, so larger than any training batch).
@@ -93,7 +93,7 @@ def evaluate_with_predictions(
     try:
         for start in range(0, len(x), batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            with _autocast(device):
+            with autocast(device):
                 logits = model(_to_memory_format(xb))
             loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").double()
             predicted.append(logits.argmax(1))
@@ -184,7 +184,7 @@ def train_model(
 
     curve: list[EpochStats] = []
     # Epoch 0 is the initialization, kept for every model: distance from initialization needs it.
-    snapshots: dict[int, dict[str, torch.Tensor]] = {0: _cpu_state(model)}
+    snapshots: dict[int, dict[str, torch.Tensor]] = {0: cpu_state(model)}
     reached_stop = False
     started = time.perf_counter()
     for epoch in range(1, schedule.epochs + 1):
@@ -196,7 +196,7 @@ def train_model(
         for xb, yb in iterate_batches(
             data.x_train, data.y_train, hp.batch_size, shuffle=True, generator=batch_gen, augment=hp.augmentation
         ):
-            with _autocast(device):
+            with autocast(device):
                 logits = model(_to_memory_format(xb))  # (B, num_classes)
                 loss = F.cross_entropy(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
@@ -212,7 +212,7 @@ def train_model(
         stats = EpochStats(epoch, train_loss, int(correct) / n, test_acc, lr, time.perf_counter() - epoch_start)
         curve.append(stats)
         if epoch in schedule.save_epochs:
-            snapshots[epoch] = _cpu_state(model)
+            snapshots[epoch] = cpu_state(model)
         if on_epoch is not None:
             on_epoch(stats)
         if train_loss < schedule.stop_train_loss:
@@ -239,7 +239,7 @@ def trained_result(
     started = time.perf_counter()
     metrics, predictions = final_predictions(model, data)
     return TrainResult(
-        state_dict=_cpu_state(model),
+        state_dict=cpu_state(model),
         curve=curve,
         train_loss=metrics["train_loss"],
         train_accuracy=metrics["train_accuracy"],
