@@ -161,9 +161,12 @@ def train_in_process(
     """
     from icc_bench.train_batched import AUTO_MAX_MEMBERS
 
-    jobs = list(jobs)
     max_members = AUTO_MAX_MEMBERS if batch_models == "auto" else batch_models
-    groups = batch_groups(jobs, max_members) if max_members > 1 else [[job] for job in jobs]
+    # One at a time, jobs are taken as they come: each is claimed (train_population's lock files)
+    # only when the previous one is done, so another process on the same zoo finds the rest free.
+    # Groups need every job first, to sort them by architecture: a batched process claims its
+    # whole share at once.
+    groups = batch_groups(list(jobs), max_members) if max_members > 1 else ([job] for job in jobs)
     for group in groups:
         if progress is not None:
             for job in group:

@@ -210,3 +210,22 @@ def test_a_killed_holders_claim_does_not_block_the_next_run(tmp_path, what):
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
     finally:
         db.close()
+
+
+def test_one_at_a_time_takes_each_job_only_when_the_previous_is_done(monkeypatch):
+    """The lock files of ``train_population`` are claimed as the executor pulls jobs: one at a time,
+    it must pull the next job only after the previous one's result is out, or the first process
+    on a zoo claims every model and a second one waits instead of sharing the work."""
+    import icc_bench.population as population
+
+    events = []
+    monkeypatch.setattr(population, "run_job", lambda job, **kw: events.append(f"train {job}") or f"result {job}")
+
+    def jobs():
+        for job in ("a", "b", "c"):
+            events.append(f"claim {job}")
+            yield job
+
+    for result in population.train_in_process(jobs(), data_dir=None, device="cpu", batch_models=1):
+        events.append(f"done {result.split()[1]}")
+    assert events == ["claim a", "train a", "done a", "claim b", "train b", "done b", "claim c", "train c", "done c"]
