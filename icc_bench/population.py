@@ -157,16 +157,26 @@ def train_in_process(
 
     ``batch_models`` 1: one job at a time, ``train_model``'s own loop; N > 1: jobs that can share a
     program (:func:`batch_groups`) in groups of at most N; "auto": groups of at most
-    ``icc_bench.train_batched.AUTO_MAX_MEMBERS``.
+    ``icc_bench.train_batched.AUTO_MAX_MEMBERS`` of the jobs where batching pays
+    (``icc_bench.train_batched.auto_batches``: narrow networks on the CPU, all on CUDA), the
+    others one at a time.
     """
-    from icc_bench.train_batched import AUTO_MAX_MEMBERS
+    from icc_bench.train_batched import AUTO_MAX_MEMBERS, auto_batches
 
-    max_members = AUTO_MAX_MEMBERS if batch_models == "auto" else batch_models
     # One at a time, jobs are taken as they come: each is claimed (train_population's lock files)
     # only when the previous one is done, so another process on the same zoo finds the rest free.
     # Groups need every job first, to sort them by architecture: a batched process claims its
     # whole share at once.
-    groups = batch_groups(list(jobs), max_members) if max_members > 1 else ([job] for job in jobs)
+    if batch_models == "auto":
+        jobs = list(jobs)
+        dev = resolve_device(device)
+        batched = [job for job in jobs if auto_batches(job.architecture, job.hyperparams, dev)]
+        alone = [[job] for job in jobs if job not in batched]
+        groups = batch_groups(batched, AUTO_MAX_MEMBERS) + alone
+    elif batch_models > 1:
+        groups = batch_groups(list(jobs), batch_models)
+    else:
+        groups = ([job] for job in jobs)
     for group in groups:
         if progress is not None:
             for job in group:

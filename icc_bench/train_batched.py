@@ -80,11 +80,24 @@ from icc_bench.train import EVAL_BATCH, EpochStats, TrainResult, init_model, mak
 BATCHABLE_FAMILIES = frozenset({"vgg", "wrn"})
 
 #: Members per group under ``--batch-models auto``, on the CPU and on CUDA. Groups of 32 cost the
-#: same per member as 16 on the CPU (mini's VGG, 1 thread: 0.48 s per model either way), and a
-#: smaller group hands its records over sooner and loses less to a kill. On the CPU batching pays
-#: for narrow networks (mini) and breaks even at the paper's width (VGG base width 32: 0.92x CPU,
-#: 1.14x wall; WRN base width 16: 1.06x), so auto batches everywhere; CUDA was not measured.
+#: same per member as 16 on the CPU (the old mini's VGG base width 4, 1 thread: 0.48 s per model
+#: either way), and a smaller group hands its records over sooner and loses less to a kill.
 AUTO_MAX_MEMBERS = 16
+#: On the CPU, ``auto`` batches a model only when its first stage has at most this many channels.
+#: One program for M members saves per-operation overhead, which only dominates for narrow
+#: networks; bench/population_training.py, 1 thread, batched / one at a time: VGG first stage 4
+#: channels 1.5-1.7x, 8 channels (quick) 1.22x, 16 channels (mini) 0.96x, 32 (the paper's VGG)
+#: 0.92x CPU. Two processes training one at a time use 2 cores better than one batched program.
+AUTO_CPU_MAX_CHANNELS = 8
+
+
+def auto_batches(architecture: ArchitectureSpec, hp: HyperParams, device: torch.device) -> bool:
+    """Whether ``--batch-models auto`` trains this model in a group: always on CUDA (where the
+    kernels of a small network leave the device idle; not yet measured), and on the CPU only for
+    a first stage of at most :data:`AUTO_CPU_MAX_CHANNELS` channels."""
+    if batch_key(architecture, hp) is None:
+        return False
+    return device.type != "cpu" or architecture.base_width * hp.width <= AUTO_CPU_MAX_CHANNELS
 
 #: Input elements (images x members x pixels x channels) per forward pass when evaluating.
 _EVAL_ELEMENTS = 2**23

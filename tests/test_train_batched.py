@@ -299,3 +299,26 @@ def test_a_sparsely_tested_curve_trains_the_same_weights(tiny):
         assert result.curve[0].test_accuracy == pytest.approx(full.curve[0].test_accuracy, abs=1 / len(data.y_test))
         assert result.test_accuracy == pytest.approx(full.test_accuracy, abs=1 / len(data.y_test))
     assert all(torch.equal(full.state_dict[k], v) for k, v in alone.state_dict.items())
+
+
+def test_auto_batches_narrow_networks_on_the_cpu_and_every_network_on_cuda(tiny, monkeypatch):
+    """``--batch-models auto``: on the CPU a group only where batching measured faster (a first
+    stage of at most 8 channels), on CUDA every batchable network; the rest one at a time."""
+    import icc_bench.population as population
+    from icc_bench.train_batched import auto_batches
+
+    spec, _ = tiny  # VGG base width 4: widths x1 (4 channels) and x1.5 (6)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    narrow, wide = spec.architecture, spec.architecture.model_copy(update={"base_width": 16})
+    assert auto_batches(narrow, BASE.model_copy(update={"width": 2.0}), cpu)  # 8 channels
+    assert not auto_batches(narrow, BASE.model_copy(update={"width": 3.0}), cpu)  # 12
+    assert not auto_batches(wide, BASE, cpu) and auto_batches(wide, BASE, cuda)
+    assert not auto_batches(narrow.model_copy(update={"name": "timm:resnet18"}), BASE, cuda)  # not batchable at all
+
+    sizes = []
+    monkeypatch.setattr(population, "run_job", lambda job, **kw: sizes.append(1))
+    monkeypatch.setattr(population, "run_batch", lambda jobs, **kw: sizes.append(len(jobs)) or iter(()))
+    jobs = expand(spec)
+    wide_jobs = [dataclasses.replace(job, architecture=wide) for job in jobs]
+    list(population.train_in_process(jobs + wide_jobs, data_dir=None, device="cpu", batch_models="auto"))
+    assert sorted(sizes, reverse=True) == sorted([len(g) for g in batch_groups(jobs, 16)] + [1] * len(wide_jobs), reverse=True)
