@@ -1,11 +1,11 @@
 """Population training: members trained together as one program against one model at a time.
 
-    python bench/population_training.py [--population mini] [--members 16] [--epochs 3] [--device cpu] [--threads N]
+    python bench/population_training.py [--population quick mini] [--members 8] [--epochs 3] [--device cpu] [--threads N]
 
-Takes the first ``--members`` configurations of the population that share its first
-configuration's architecture and batch size (for mini: VGG base width 4, width and depth x1,
-batch 32; two learning rates, SGD and Adam, dropout 0 / 0.2 / 0.4, augmentation on and off), with
-the schedule cut to ``--epochs`` epochs, and trains them into two scratch zoos with
+For each population, takes the first ``--members`` configurations (or as many as there are) that
+share its first configuration's architecture and batch size (quick: VGG base width 8, 7 such
+configurations; mini: VGG base width 16, width and depth x1, batch 16), with the schedule cut to
+``--epochs`` epochs, and trains them into two scratch zoos with
 ``icc_bench.population.train_population``, as ``icc-bench train`` does (records, checkpoints,
 predictions written):
 
@@ -53,8 +53,8 @@ def subset(spec: PopulationSpec, members: int, epochs: int) -> PopulationSpec:
     configurations = spec.configurations()
     key = batch_key(spec.architecture, configurations[0])
     chosen = [hp for hp in configurations if batch_key(spec.architecture, hp) == key][:members]
-    if len(chosen) < members:
-        raise SystemExit(f"population {spec.name!r} has only {len(chosen)} configurations that share a group; lower --members")
+    if len(chosen) < 2:
+        raise SystemExit(f"population {spec.name!r}: its first configuration shares a group with no other")
     schedule = spec.schedule.model_copy(
         update={"epochs": epochs, "milestones": tuple(m for m in spec.schedule.milestones if m < epochs), "save_epochs": ()}
     )
@@ -81,22 +81,26 @@ def _load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--population", default="mini")
-    parser.add_argument("--members", type=int, default=16, help="configurations trained (default 16)")
+    parser.add_argument("--population", nargs="+", default=["quick", "mini"])
+    parser.add_argument("--members", type=int, default=8, help="configurations trained, at most (default 8)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each (default 3)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    for name in args.population:
+        compare(find_spec(name), args.members, args.epochs, resolve_device(args.device))
 
-    spec = find_spec(args.population)
-    sub = subset(spec, args.members, args.epochs)
-    device = resolve_device(args.device)
+
+def compare(spec: PopulationSpec, members: int, epochs: int, device: torch.device) -> None:
+    """Print the one-at-a-time / batched ratio on ``members`` configurations of ``spec``."""
+    sub = subset(spec, members, epochs)
+    members = len(sub.configs)
     arch = sub.architecture
     hp = sub.configs[0]
     print(
-        f"population {spec.name!r}: {args.members} configurations x {args.epochs} epochs, {arch.name} base width "
+        f"population {spec.name!r}: {members} configurations x {epochs} epochs, {arch.name} base width "
         f"{arch.base_width}, width x{hp.width:g}, depth x{hp.depth:g}, batch {hp.batch_size}, dataset {sub.dataset.name}"
     )
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, device {device}")
@@ -106,21 +110,21 @@ def main() -> None:
         warm = subset(spec, 2, 1)
         timed_training(warm.model_copy(update={"configs": warm.configs[:1]}), scratch / "warm1", 1, device)
         timed_training(warm, scratch / "warm2", 2, device)
-        half_wall, half_cpu, _ = timed_training(sub, scratch / "one", 1, device, limit=args.members // 2)
-        batched_wall, batched_cpu, batched = timed_training(sub, scratch / "batched", args.members, device)
+        half_wall, half_cpu, _ = timed_training(sub, scratch / "one", 1, device, limit=members // 2)
+        batched_wall, batched_cpu, batched = timed_training(sub, scratch / "batched", members, device)
         rest_wall, rest_cpu, one = timed_training(sub, scratch / "one", 1, device)
         one_wall, one_cpu = half_wall + rest_wall, half_cpu + rest_cpu
-        assert len(one) == len(batched) == args.members, "every model must train on both sides"
+        assert len(one) == len(batched) == members, "every model must train on both sides"
     print(f"load average (1, 5, 15 min) after: {_load()}")
 
-    models = len(one)
     print(f"{'':28} {'wall s':>8} {'CPU s':>8} {'s/model':>8}")
-    print(f"{'one at a time':28} {one_wall:>8.1f} {one_cpu:>8.1f} {one_wall / models:>8.2f}")
-    print(f"{f'batched ({args.members} per group)':28} {batched_wall:>8.1f} {batched_cpu:>8.1f} {batched_wall / models:>8.2f}")
+    print(f"{'one at a time':28} {one_wall:>8.1f} {one_cpu:>8.1f} {one_wall / members:>8.2f}")
+    print(f"{f'batched ({members} per group)':28} {batched_wall:>8.1f} {batched_cpu:>8.1f} {batched_wall / members:>8.2f}")
     loss = max(abs(b["train_loss"] - a["train_loss"]) / a["train_loss"] for a, b in zip(one, batched))
     same = sum(a["test_accuracy"] == b["test_accuracy"] for a, b in zip(one, batched))
-    print(f"batched records vs one at a time: final training loss within {loss:.1e} relative, test accuracy identical for {same}/{models} models")
+    print(f"batched records vs one at a time: final training loss within {loss:.1e} relative, test accuracy identical for {same}/{members} models")
     print(f"ratio (one at a time / batched): {one_wall / batched_wall:.2f}x wall, {one_cpu / batched_cpu:.2f}x CPU")
+    print()
 
 
 if __name__ == "__main__":
