@@ -9,6 +9,8 @@ Generated from the scores, never written by hand. In order:
 2. the family comparison: the best measure of each of the two leading families (the paper's
    question, intraclass clustering against sharpness, when both are present), with the fraction of
    draws in which the first is ahead and whether that is distinguishable;
+   when every axis has one group (a one-at-a-time design), a caution that the intervals leave out
+   training-seed noise;
 3. the reference rows: the ceiling (oracles) and the floor (random) that the target's noise allows,
    and, when the population misses the paper's regime (:mod:`icc_bench.regime`), that warning,
    and a note when random's interval excludes 0 (by chance on about 1 - level of populations; if
@@ -43,6 +45,16 @@ def _names(rows: list[MeasureRow]) -> str:
     return ", ".join(r.label for r in rows)
 
 
+def _one_group_per_axis(rows: list[MeasureRow]) -> bool:
+    """Whether no scored axis has more than one group (a one-at-a-time design). The bootstrap
+    resamples configurations, and with one group per axis it can only keep or drop that group's
+    pair: the variation between groups that stands in for training-seed noise on a full grid is
+    missing. Measured on quick: two training seeds disagreed on the best measure while each
+    called the other's best distinguishably below its own."""
+    counts = [n for r in rows for n in (r.groups or {}).values() if n]
+    return bool(counts) and max(counts) <= 1
+
+
 def verdict_lines(lb: Leaderboard) -> list[str]:
     """One to four sentences; see the module docstring."""
     level = lb.bootstrap.get("level", 0.9)
@@ -71,6 +83,13 @@ def verdict_lines(lb: Leaderboard) -> list[str]:
         if others:
             line += f" Distinguishably below it: {_names(others)}."
         lines.append(line)
+
+    if _one_group_per_axis(scored):
+        lines.append(
+            "Caution: every axis has one group of models here, so these intervals hold the test images' sampling "
+            "noise but not the training seed's, and what they separate may not survive another training seed; "
+            "check it with a second seed (another `seeds` in the spec) or a population with more groups per axis."
+        )
 
     families: dict[str, MeasureRow] = {}
     for r in ranked:

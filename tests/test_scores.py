@@ -33,6 +33,9 @@ def test_every_format_carries_intervals_references_and_the_verdict(evaluated):
     assert {r.measure for r in lb.rows if r.reference} == {"oracle_noise_0.01", "oracle_noise_0.05", "random"}
     assert not set(lb.best["total"]) & {r.measure for r in lb.rows if r.reference}  # references are never best
     assert lb.paired["c3"]["c4"] == pytest.approx(1 - lb.paired["c4"]["c3"])
+    # tiny is a one-at-a-time design: one group per axis, so the verdict cautions about seed noise.
+    assert {n for r in lb.rows if not r.reference for n in r.groups.values()} <= {0, 1}
+    assert any(line.startswith("Caution: every axis has one group") for line in lb.verdict)
     md = (evaluated / "tiny.md").read_text()
     assert md.startswith("# Granulated Kendall: tiny\n\n**Verdict.**")
     c3 = lb.row("c3")
@@ -73,3 +76,15 @@ def test_bootstrap_off_and_a_zoo_without_predictions(evaluated, tmp_path, monkey
 def test_bad_bootstrap_options_are_one_sentence(evaluated, capsys, args, message):
     assert main(["leaderboard", str(evaluated), "--measures", "c3,c4", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_seed_noise_caution_needs_one_group_on_every_axis(evaluated):
+    """A row with two groups on some axis (a full grid) takes the caution away."""
+    import dataclasses
+
+    from icc_bench.verdict import verdict_lines
+
+    lb = read_leaderboard(evaluated / "tiny.json")
+    assert any(line.startswith("Caution:") for line in verdict_lines(lb))
+    rows = [dataclasses.replace(r, groups={**r.groups, "learning_rate": 2}) for r in lb.rows]
+    assert not any(line.startswith("Caution:") for line in verdict_lines(dataclasses.replace(lb, rows=rows)))
