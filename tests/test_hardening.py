@@ -133,3 +133,28 @@ def _count(store) -> int:
         return 0
     finally:
         db.close()
+
+
+def test_sigterm_turned_into_another_error_by_native_code_still_ends_as_terminated(monkeypatch, tmp_path):
+    """safetensors' ``load_file`` calls back into Python; a SIGTERM landing there came out as a
+    ValueError ("could not determine the shape of object type 'torch.storage.UntypedStorage'") and
+    the command crashed with status 1. Whatever the error, once SIGTERM has arrived the command
+    ends as terminated (143); without SIGTERM the same error still propagates."""
+    import icc_bench.cli as cli
+
+    def native_code_that_swallows_the_signal(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs here
+        except cli.Terminated:
+            raise ValueError("could not determine the shape of object type 'torch.storage.UntypedStorage'") from None
+        return 0
+
+    def plain_error(args):
+        raise ValueError("a real bug")
+
+    monkeypatch.setattr(cli, "cmd_populations", native_code_that_swallows_the_signal)
+    assert cli.main(["populations"]) == 143
+    monkeypatch.setattr(cli, "cmd_populations", plain_error)
+    with pytest.raises(ValueError, match="a real bug"):
+        cli.main(["populations"])

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import threading
 
 from rich.markup import escape
 
@@ -149,16 +150,23 @@ class Terminated(KeyboardInterrupt):
     results store and claim on work is closed on the way out."""
 
 
+#: Set once SIGTERM arrives: native code that calls back into Python (safetensors reading a
+#: checkpoint) may turn the raised :class:`Terminated` into an error of its own (seen: a ValueError
+#: from ``load_file``), and the command must still end as terminated, not as a crash.
+_terminated = threading.Event()
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
     import signal
-    import threading
 
+    _terminated.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def terminate(signum, frame):
+        _terminated.set()
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, terminate)
@@ -183,3 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         err_console.print("interrupted: every model recorded so far is kept; run the same command again to resume")
         return 143 if isinstance(e, Terminated) else 130
+    except Exception:
+        if not _terminated.is_set():
+            raise
+        err_console.print("interrupted: every model recorded so far is kept; run the same command again to resume")
+        return 143
