@@ -27,17 +27,15 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from icc_bench.files import atomic_write_bytes
-from icc_bench.leaderboard.files import FORMATS
+from icc_bench.leaderboard.files import FORMATS, write_formats
 from icc_bench.leaderboard.markdown import _md_code, _md_escape
 from icc_bench.leaderboard.model import TARGET_LABELS as _TARGET_LABELS
-from icc_bench.leaderboard.model import _float, _jsonable
+from icc_bench.leaderboard.model import _float, envelope_json, open_envelope
 from icc_bench.leaderboard.page import _CSS, _figure_png_base64
 from icc_bench.leaderboard.table import _NAN_TEXT, _bootstrap_text, _fmt
 
@@ -374,23 +372,14 @@ def to_csv(slb: SuiteLeaderboard) -> str:
 
 def to_json(slb: SuiteLeaderboard) -> str:
     """The suite leaderboard as strict JSON (no NaN literals), read back by :func:`from_json`."""
-    payload = {"format": JSON_FORMAT, "version": JSON_VERSION, **asdict(slb)}
-    return json.dumps(_jsonable(payload), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    return envelope_json(JSON_FORMAT, JSON_VERSION, slb)
 
 
 def from_json(text: str) -> SuiteLeaderboard:
     """Read a suite leaderboard written by :func:`to_json`; null floats come back as NaN."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"suite leaderboard JSON is not valid JSON ({e}); regenerate it with icc-bench leaderboard --suite.") from None
-    if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
-        raise ValueError(f"this JSON is not an icc-bench suite leaderboard (no \"format\": \"{JSON_FORMAT}\").")
-    if data.get("version") != JSON_VERSION:
-        raise ValueError(
-            f"suite leaderboard JSON has version {data.get('version')!r}, this icc-bench reads version {JSON_VERSION}; "
-            "regenerate it with icc-bench leaderboard --suite."
-        )
+    data = open_envelope(
+        text, JSON_FORMAT, JSON_VERSION, what="suite leaderboard", regenerate="icc-bench leaderboard --suite"
+    )
     try:
         rows = [
             SuiteRow(
@@ -538,13 +527,5 @@ def to_html(slb: SuiteLeaderboard) -> str:
 
 def write_suite_leaderboard(slb: SuiteLeaderboard, out_dir: Path, stem: str, formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """Write ``out_dir/stem.<format>`` for each format, each atomically; return the paths in order."""
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ValueError(f"unknown leaderboard format(s) {unknown}; pick from {FORMATS}.")
     renderers = {"md": to_markdown, "csv": to_csv, "json": to_json, "html": to_html}
-    paths = []
-    for fmt in formats:
-        path = Path(out_dir) / f"{stem}.{fmt}"
-        atomic_write_bytes(path, renderers[fmt](slb).encode("utf-8"))
-        paths.append(path)
-    return paths
+    return write_formats(slb, renderers, out_dir, stem, formats)

@@ -151,25 +151,37 @@ def _float(value: Any) -> float:
     return float(value)  # float("Infinity") parses
 
 
+def envelope_json(fmt: str, version: int, board: Any) -> str:
+    """A dataclass leaderboard as strict JSON (no NaN literals) under ``format`` and ``version``."""
+    payload = {"format": fmt, "version": version, **asdict(board)}
+    return json.dumps(_jsonable(payload), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def open_envelope(text: str, fmt: str, version: int, *, what: str, regenerate: str) -> dict[str, Any]:
+    """The fields of JSON written by :func:`envelope_json`, after checking its format and version;
+    ``what`` names the kind of file in the errors, ``regenerate`` the command that remakes it."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} JSON is not valid JSON ({e}); regenerate it with {regenerate}.") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise ValueError(f"this JSON is not an icc-bench {what} (no \"format\": \"{fmt}\").")
+    if data.get("version") != version:
+        raise ValueError(
+            f"{what} JSON has version {data.get('version')!r}, this icc-bench reads version "
+            f"{version}; regenerate it with {regenerate}."
+        )
+    return data
+
+
 def to_json(lb: Leaderboard) -> str:
     """The leaderboard as strict JSON (no NaN literals), read back by :func:`from_json`."""
-    payload = {"format": JSON_FORMAT, "version": JSON_VERSION, **asdict(lb)}
-    return json.dumps(_jsonable(payload), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    return envelope_json(JSON_FORMAT, JSON_VERSION, lb)
 
 
 def from_json(text: str) -> Leaderboard:
     """Read a leaderboard written by :func:`to_json`; null floats come back as NaN."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"leaderboard JSON is not valid JSON ({e}); regenerate it with icc-bench evaluate.") from None
-    if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
-        raise ValueError(f"this JSON is not an icc-bench leaderboard (no \"format\": \"{JSON_FORMAT}\").")
-    if data.get("version") != JSON_VERSION:
-        raise ValueError(
-            f"leaderboard JSON has version {data.get('version')!r}, this icc-bench reads version "
-            f"{JSON_VERSION}; regenerate it with icc-bench evaluate."
-        )
+    data = open_envelope(text, JSON_FORMAT, JSON_VERSION, what="leaderboard", regenerate="icc-bench evaluate")
     try:
         rows = [
             MeasureRow(
