@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import torch
 
@@ -27,16 +26,9 @@ from icc_bench.population import find_spec, load_job_dataset
 from icc_bench.train import train_model
 from icc_bench.zoo import Zoo
 
+from _common import best_of
+
 PLUGINS = ("icc_margins", "icc_norms", "icc_spectral", "icc_disagreement")
-
-
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

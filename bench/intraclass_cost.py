@@ -11,24 +11,13 @@ Trains the population's first model into the runs folder if it is not there yet.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from icc_bench.plugins import load_plugins
-from icc_bench.population import find_spec, load_job_dataset, train_population
 from icc_bench.probe import compute_representations
-from icc_bench.zoo import Zoo
+from _common import best_of, first_model
 from icc_intraclass.kernels import c1_selectivity, c2_silhouette, c3_variance_ratio, c4_distance_spread
-
-
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
@@ -38,13 +27,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    spec = find_spec(args.population)
-    zoo = Zoo(f"{args.runs_dir}/{spec.name}")
-    if not zoo.model_ids():
-        train_population(spec, args.runs_dir, limit=1)
-    model_id = zoo.model_ids()[0]
-    model, record = zoo.load_model(model_id)
-    data = load_job_dataset(spec.dataset, None)
+    spec, model, record, data = first_model(args.population, args.runs_dir)
+    model_id = record["model_id"]
     x = data.x_train  # the default probe: the whole training set
     settings = {m.name: m.settings for m in load_plugins(entry_points=False).measures.list("c*")}
     for name, overrides in spec.measure_settings.items():

@@ -21,8 +21,8 @@ import torch
 from icc_bench import MeasureContext, compute_measure
 from icc_bench.config import HyperParams
 from icc_bench.plugins import load_plugins
-from icc_bench.population import find_spec, load_job_dataset, train_population
-from icc_bench.zoo import Zoo
+
+from _common import first_model
 
 
 def timed(fn) -> tuple[float, float]:
@@ -50,13 +50,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    spec = find_spec(args.population)
-    zoo = Zoo(f"{args.runs_dir}/{spec.name}")
-    if not zoo.model_ids():
-        train_population(spec, args.runs_dir, limit=1)
-    model_id = zoo.model_ids()[0]
-    model, record = zoo.load_model(model_id)
-    data = load_job_dataset(spec.dataset, None)
+    spec, model, record, data = first_model(args.population, args.runs_dir)
+    model_id = record["model_id"]
     ctx = MeasureContext(model, data, HyperParams.model_validate(record["hyperparams"]), seed=0, record=record)
     measures = [
         m.with_settings(**spec.measure_settings.get(m.name, {}))
