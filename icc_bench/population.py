@@ -170,9 +170,10 @@ def train_in_process(
     if batch_models == "auto":
         jobs = list(jobs)
         dev = resolve_device(device)
-        batched = [job for job in jobs if auto_batches(job.architecture, job.hyperparams, dev)]
-        alone = [[job] for job in jobs if job not in batched]
-        groups = batch_groups(batched, AUTO_MAX_MEMBERS) + alone
+        batched, alone = [], []
+        for job in jobs:
+            (batched if auto_batches(job.architecture, job.hyperparams, dev) else alone).append(job)
+        groups = batch_groups(batched, AUTO_MAX_MEMBERS) + [[job] for job in alone]
     elif batch_models > 1:
         groups = batch_groups(list(jobs), batch_models)
     else:

@@ -188,11 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     except _expected_errors() as e:
         err_console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
-    except KeyboardInterrupt as e:
-        err_console.print("interrupted: every model recorded so far is kept; run the same command again to resume")
-        return 143 if isinstance(e, Terminated) else 130
-    except Exception:
-        if not _terminated.is_set():
+    except (KeyboardInterrupt, Exception) as e:
+        terminated = isinstance(e, Terminated) or _terminated.is_set()
+        if not (terminated or isinstance(e, KeyboardInterrupt)):
             raise
         err_console.print("interrupted: every model recorded so far is kept; run the same command again to resume")
-        return 143
+        return 143 if terminated else 130
