@@ -29,7 +29,7 @@ from icc_bench.analyze import AnalysisError, Progress, new_figure
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from icc_bench.measure import Measure, MeasureContext
+    from icc_bench.measure import Measure
     from icc_bench.representations_cache import RepresentationsCache
     from icc_bench.zoo import Zoo
 

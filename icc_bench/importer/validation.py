@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from icc_bench.config import AXES, ArchitectureSpec, DatasetSpec, HyperParams
 from icc_bench.files import sha256_file
 from icc_bench.importer.checkpoints import CheckpointError, build_imported_model, load_checkpoint, runs_on, state_dict_mismatch
-from icc_bench.importer.manifest import JSON_COLUMNS, Manifest, ManifestError, ManifestRow, error_location, error_message
+from icc_bench.importer.manifest import JSON_COLUMNS, Manifest, ManifestError, ManifestRow, error_message
 
 #: ``width`` and ``depth`` factors of 1 build the architecture as named, so they may go unstated.
 AXIS_DEFAULTS: dict[str, float] = {"width": 1.0, "depth": 1.0}
