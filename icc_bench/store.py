@@ -119,8 +119,12 @@ class ResultStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT)
+        _retry_while_locked(self._set_up, self.path)
+
+    def _set_up(self) -> None:
+        if self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         _migrate_seed_column(self._db)
         self._db.executescript(SCHEMA)
@@ -189,6 +193,35 @@ class ResultStore:
 
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+
+#: Seconds a connection waits for another process's lock before giving up.
+BUSY_TIMEOUT = 60.0
+
+
+def _retry_while_locked(step, path: Path) -> None:
+    """Run ``step`` until it gets past SQLite's "database is locked".
+
+    Switching a new file to WAL and the first schema write take locks that SQLite does not wait
+    for with its busy handler when another process is creating the same file at that instant, so
+    two evaluations started together could crash on open. They retry here, with a short
+    backoff, for up to :data:`BUSY_TIMEOUT` seconds, then name the file in the error.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.01
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError(
+                    f"{path} is still locked by another process after {BUSY_TIMEOUT:.0f} s; "
+                    "let the other icc-bench on this zoo finish (or stop it) and run the command again"
+                ) from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 COLUMNS = "model_id, checkpoint_sha256, measure, settings_hash, seed, settings, status, value, error, seconds, versions, created"
