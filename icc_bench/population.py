@@ -161,19 +161,13 @@ def train_in_process(
     (``icc_bench.train_batched.auto_batches``: narrow networks on the CPU, all on CUDA), the
     others one at a time.
     """
-    from icc_bench.train_batched import AUTO_MAX_MEMBERS, auto_batches
-
     # One at a time, jobs are taken as they come: each is claimed (train_population's lock files)
     # only when the previous one is done, so another process on the same zoo finds the rest free.
     # Groups need every job first, to sort them by architecture: a batched process claims its
-    # whole share at once.
+    # whole share at once. "auto" trains the jobs it does not batch as they come, so a population
+    # where nothing batches (wide networks on the CPU) is claimed one model at a time too.
     if batch_models == "auto":
-        jobs = list(jobs)
-        dev = resolve_device(device)
-        batched, alone = [], []
-        for job in jobs:
-            (batched if auto_batches(job.architecture, job.hyperparams, dev) else alone).append(job)
-        groups = batch_groups(batched, AUTO_MAX_MEMBERS) + [[job] for job in alone]
+        groups = _auto_groups(jobs, resolve_device(device))
     elif batch_models > 1:
         groups = batch_groups(list(jobs), batch_models)
     else:
@@ -187,6 +181,20 @@ def train_in_process(
             yield run_job(group[0], data_dir=data_dir, device=device, on_epoch=on_epoch)
         else:
             yield from run_batch(group, data_dir=data_dir, device=device, on_epoch=progress.epoch if progress is not None else None)
+
+
+def _auto_groups(jobs: Iterable[TrainJob], dev: torch.device) -> Iterator[list[TrainJob]]:
+    """``--batch-models auto``'s groups: each job that does not batch alone, as soon as it is taken;
+    then the others in :func:`batch_groups` of at most ``AUTO_MAX_MEMBERS``."""
+    from icc_bench.train_batched import AUTO_MAX_MEMBERS, auto_batches
+
+    batched = []
+    for job in jobs:
+        if auto_batches(job.architecture, job.hyperparams, dev):
+            batched.append(job)
+        else:
+            yield [job]
+    yield from batch_groups(batched, AUTO_MAX_MEMBERS)
 
 
 def job_result(job: TrainJob, result: TrainResult, dataset, dev: torch.device) -> JobResult:

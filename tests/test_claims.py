@@ -212,20 +212,28 @@ def test_a_killed_holders_claim_does_not_block_the_next_run(tmp_path, what):
         db.close()
 
 
-def test_one_at_a_time_takes_each_job_only_when_the_previous_is_done(monkeypatch):
+@pytest.mark.parametrize("batch_models", [1, "auto"])
+def test_one_at_a_time_takes_each_job_only_when_the_previous_is_done(monkeypatch, batch_models):
     """The lock files of ``train_population`` are claimed as the executor pulls jobs: one at a time,
     it must pull the next job only after the previous one's result is out, or the first process
-    on a zoo claims every model and a second one waits instead of sharing the work."""
+    on a zoo claims every model and a second one waits instead of sharing the work. "auto" (the
+    CLI's default) where nothing batches (wide networks on the CPU) must do the same: it once
+    pulled every job first, and a second process on digits_mini sat waiting for 140 claims."""
     import icc_bench.population as population
+    import icc_bench.train_batched as train_batched
 
     events = []
     monkeypatch.setattr(population, "run_job", lambda job, **kw: events.append(f"train {job}") or f"result {job}")
+    monkeypatch.setattr(train_batched, "auto_batches", lambda architecture, hyperparams, dev: False)
+
+    class Job(str):  # what "auto" reads of a job: its architecture and hyperparameters
+        architecture = hyperparams = None
 
     def jobs():
-        for job in ("a", "b", "c"):
+        for job in map(Job, ("a", "b", "c")):
             events.append(f"claim {job}")
             yield job
 
-    for result in population.train_in_process(jobs(), data_dir=None, device="cpu", batch_models=1):
+    for result in population.train_in_process(jobs(), data_dir=None, device="cpu", batch_models=batch_models):
         events.append(f"done {result.split()[1]}")
     assert events == ["claim a", "train a", "done a", "claim b", "train b", "done b", "claim c", "train c", "done c"]
