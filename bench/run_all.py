@@ -92,6 +92,13 @@ class Benchmark:
     ratios: Callable[[str], list[str]] = field(default=_lines_naming_a_ratio)
 
 
+def _population_cost(out: str) -> list[str]:
+    found = re.finditer(
+        r"^population '(?P<name>[^']+)': (?P<n>\d+) of its (?P<total>\d+) models.*?\n.*?\n  training: (?P<sec>[\d,]+) model-seconds \((?P<h>[\d.]+) h\), median (?P<med>[\d.]+) s",
+        out, re.M)
+    return [f"{m['name']} ({m['n']}/{m['total']} models): {m['h']} h of training, median {m['med']} s per model" for m in found]
+
+
 #: What each known script is run with and measured against. A new script in bench/ runs without
 #: arguments until it is described here.
 BENCHMARKS: dict[str, Benchmark] = {
@@ -137,6 +144,15 @@ BENCHMARKS: dict[str, Benchmark] = {
             "threads inflate the ratio: see the script's docstring)",
             reading="seconds one at a time / batched, wall-clock and process CPU; higher is better, goal >= 4 on 2 CPU cores",
             ratios=_population_training,
+        ),
+        Benchmark(
+            "population_cost.py",
+            reference="nothing re-timed: the seconds recorded when each zoo under ./runs was trained (model "
+            "records' train_seconds) and measured (the results store's seconds), per population; quick's median "
+            "model is the yardstick across machines",
+            reading="model-seconds (the work of every process added up) and per-model training as a multiple of "
+            "quick's median; figures carry the load of the runs that built the zoos",
+            ratios=_population_cost,
         ),
         Benchmark(
             "intraclass_cost.py",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,3 +44,35 @@ def test_only_reruns_what_it_names_and_carries_the_rest_marked_with_their_run():
     assert second.index("## a_bench.py") < second.index("## b_bench.py")  # one order, whatever was rerun
     # A file rerun without --only carries nothing over.
     assert "carried over" not in run_all.render([_run("b_bench.py", "b: 5.0x", "x")], INFO, datetime.now(timezone.utc), LOAD)
+
+
+def test_population_cost_adds_up_the_recorded_seconds_of_a_zoo(tmp_path, capsys):
+    """bench/population_cost.py times nothing: it sums what the records and the store hold."""
+    from icc_bench.config import load_spec
+    from icc_bench.population import train_population
+    from icc_bench.store import ResultStore
+    from icc_bench.zoo import Zoo
+    from two_population import write_two
+
+    cost_spec = importlib.util.spec_from_file_location("population_cost", BENCH / "population_cost.py")
+    population_cost = importlib.util.module_from_spec(cost_spec)
+    cost_spec.loader.exec_module(population_cost)
+
+    spec_path = write_two(tmp_path)
+    train_population(load_spec(spec_path), tmp_path / "runs", device="cpu")
+    zoo = Zoo(tmp_path / "runs" / "two")
+    records = list(zoo.records())
+    with ResultStore(zoo.root / "results.sqlite") as store:
+        for i, (measure, seconds) in enumerate([("c1", 2.0), ("c3", 3.0), ("inv_sigma_prime", 40.0), ("pgdl_mixup", 5.0)]):
+            store.put(model_id=records[i % 2]["model_id"], checkpoint_sha256="x", measure=measure, settings_hash="h",
+                      seed=0, settings={}, status="ok", value=1.0, seconds=seconds)
+        store.put(model_id=records[0]["model_id"], checkpoint_sha256="x", measure="c2", settings_hash="h", seed=0,
+                  settings={}, status="error", error="boom", seconds=100.0)  # an error's seconds are not a value's
+    population_cost.main([str(spec_path), "--runs-dir", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    total = sum(r["train_seconds"] for r in records)
+    assert "population 'two': 2 of its 2 models trained, on cpu" in out
+    assert f"training: {total:,.0f} model-seconds ({total / 3600:.2f} h)" in out
+    assert "measuring: 50 value-seconds (intraclass 5 s, others 5 s, sharpness 40 s)" in out
+    median = statistics.median(r["train_seconds"] for r in records)
+    assert run_all._population_cost(out) == [f"two (2/2 models): {total / 3600:.2f} h of training, median {median:.1f} s per model"]

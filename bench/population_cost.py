@@ -1,0 +1,96 @@
+"""What each embedded population cost to train and to measure, read from its zoo.
+
+    python bench/population_cost.py [--runs-dir runs] [POPULATION ...]
+
+Every model record holds the seconds its training took (``train_seconds``) and every value in the
+results store the seconds its measure took (``seconds``); this script sums them per population
+and sets them beside the zoo's regime (SPEC §4: the fraction of models that fit, the spread ratio
+of test accuracy). It times nothing itself: the figures are those of the runs that built the zoos,
+on whatever machine and under whatever load that was (the records name the device). Model-seconds
+add up the work of every process; two processes sharing 2 cores finish in about half of that.
+
+The reference is the quick population in the same table: per-model training seconds are also
+given as a multiple of quick's median, which is what stays comparable across machines.
+Populations without a zoo under ``--runs-dir`` are listed as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+from pathlib import Path
+
+from icc_bench.population import expand, find_spec
+from icc_bench.regime import population_regime
+from icc_bench.store import STORE_NAME
+from icc_bench.zoo import Zoo
+
+POPULATIONS = ("quick", "quick_seed1", "mini", "digits_quick", "digits_mini")
+
+
+def measure_seconds(zoo: Zoo) -> dict[str, float]:
+    """Seconds of the stored values of every measure (status ok, every seed), by measure family prefix."""
+    path = zoo.root / STORE_NAME
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT measure, SUM(seconds) FROM results WHERE status = 'ok' GROUP BY measure").fetchall()
+    finally:
+        db.close()
+    return {measure: float(seconds or 0.0) for measure, seconds in rows}
+
+
+def family(measure: str) -> str:
+    if measure in ("c1", "c2", "c3", "c4"):
+        return "intraclass"
+    if measure.startswith("inv_"):
+        return "sharpness"
+    return "others"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("populations", nargs="*", default=list(POPULATIONS), help="spec names or paths")
+    parser.add_argument("--runs-dir", default=os.environ.get("ICC_BENCH_RUNS", "runs"))
+    args = parser.parse_args(argv)
+
+    rows, quick_median = [], None
+    for name in args.populations:
+        spec = find_spec(name)  # a spec name or a path to one
+        spec_models, name = len(expand(spec)), spec.name
+        zoo = Zoo(Path(args.runs_dir) / name)
+        records = list(zoo.records()) if zoo.models_dir.exists() else []
+        if not records:
+            rows.append((name, None))
+            continue
+        seconds = [float(r["train_seconds"]) for r in records if r.get("train_seconds") is not None]
+        median = statistics.median(seconds)
+        if name == "quick":
+            quick_median = median
+        by_family: dict[str, float] = {}
+        for measure, s in measure_seconds(zoo).items():
+            by_family[family(measure)] = by_family.get(family(measure), 0.0) + s
+        devices = sorted({str(r.get("device")) for r in records})
+        rows.append((name, (len(records), spec_models, sum(seconds), median, max(seconds), devices, by_family,
+                            population_regime(records))))
+
+    for name, row in rows:
+        if row is None:
+            print(f"population '{name}': no trained zoo under {args.runs_dir}")
+            continue
+        n, total_models, total, median, longest, devices, by_family, regime = row
+        print(f"population '{name}': {n} of its {total_models} models trained, on {', '.join(devices)}")
+        print(f"  regime: {regime.summary()}")
+        print(f"  training: {total:,.0f} model-seconds ({total / 3600:.2f} h), median {median:.1f} s per model, longest {longest:.1f} s")
+        if quick_median:
+            print(f"  ratio (per-model training, {name} / quick median): {median / quick_median:.1f}x")
+        if by_family:
+            parts = ", ".join(f"{f} {s:,.0f} s" for f, s in sorted(by_family.items()))
+            print(f"  measuring: {sum(by_family.values()):,.0f} value-seconds ({parts})")
+
+
+if __name__ == "__main__":
+    main()
