@@ -706,3 +706,32 @@ def test_the_measures_answer_a_midpoint_under_the_old_rule_and_between_evaluatio
     (lo, _), (hi, _) = new.search.bracket
     assert new.search.converged and lo < new.scale < hi
     assert new.scale not in [scale for scale, _ in new.search.trace]
+
+
+# --- the eps floor alone ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("kind", ["sigma", "alpha"])
+def test_floor_drop_says_exactly_when_the_search_answers_its_floor(trained, data, variant, kind):
+    """floor_drop's ``degenerate`` is the search's own first degenerate case: with an eps floor that
+    alone wrecks the network, the search answers its floor (1/scale^2 about 1.1e12) and floor_drop
+    says so; with none (eps = 0) the drop at scale 0 is exactly 0 and the search resolves a scale.
+    The drop itself is checked against a plain evaluation of the unperturbed subset accuracy."""
+    from icc_sharpness.perturb import floor_drop
+
+    x, y = data
+    find, make = (sigma_prime, _random_settings) if kind == "sigma" else (alpha_prime, _worst_settings)
+    extra = {} if kind == "sigma" else {"ascent_steps": 4, "restarts": 2}
+    for eps, expect_degenerate in ((5.0, True), (0.0, False)):
+        settings = make(variant, eps=eps, **extra)
+        check = floor_drop(trained, x, y, settings, _generator(3))
+        result = find(trained, x, y, settings, _generator(3))
+        assert check.degenerate is expect_degenerate
+        assert (result.search.evaluations == 1 and not result.search.converged) is expect_degenerate
+        if expect_degenerate:
+            assert result.scale == pytest.approx(2.0 / 2**21)  # the floor: search_high / 2**(max_steps + 1)
+            assert check.drop >= settings.target_deviation - 1 / len(x)
+        else:
+            assert check.drop == 0.0  # no perturbation at all at scale 0
+            assert result.scale > 2.0 / 2**21

@@ -18,6 +18,7 @@ regularizes DNNs", ICLR 2021: the kernel-only, batch-statistics variants (sigma'
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +32,7 @@ from icc_sharpness.evaluator import (
     perturbed_parameter_names,
     sharpness_subset,
 )
-from icc_sharpness.search import SearchResult, search_scale
+from icc_sharpness.search import SearchResult, beyond_target_at_low, search_scale
 from icc_sharpness.settings import RandomPerturbationSettings, WorstCasePerturbationSettings
 
 __all__ = [
@@ -39,6 +40,9 @@ __all__ = [
     "PerturbedEvaluator",
     "SharpnessResult",
     "alpha_prime",
+    "FloorCheck",
+    "drop_curve",
+    "floor_drop",
     "gaussian_noise",
     "gaussian_perturbation",
     "perturbed_parameter_names",
@@ -178,18 +182,7 @@ def sigma_prime(
         All draws in one vmapped call per chunk, or one at a time; None: by device
         (:class:`~icc_sharpness.evaluator.PerturbedEvaluator`). Cost only, not the result.
     """
-    indices = sharpness_subset(len(x), settings.sharpness_samples, generator)
-    evaluator = PerturbedEvaluator(
-        model, x[indices], y[indices], variant=settings.variant, batch_size=settings.batch_size, vectorize=vectorize
-    )
-    noise = gaussian_noise(evaluator.weights, evaluator.perturbed_names, settings.mc_samples, generator)
-
-    def perturb(sigma: float, draws: range) -> Params:
-        return gaussian_perturbation(
-            evaluator.weights, {name: z[draws.start : draws.stop] for name, z in noise.items()}, sigma, settings.eps
-        )
-
-    return _search(evaluator, DropCurve(evaluator, perturb, settings.mc_samples, aggregate="mean"), settings)
+    return _search(*drop_curve(model, x, y, settings, generator, vectorize=vectorize), settings)
 
 
 def alpha_prime(
@@ -213,20 +206,81 @@ def alpha_prime(
 
     Parameters are those of :func:`sigma_prime`, with ``WorstCasePerturbationSettings``.
     """
+    return _search(*drop_curve(model, x, y, settings, generator, vectorize=vectorize), settings)
+
+
+def drop_curve(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    settings: RandomPerturbationSettings | WorstCasePerturbationSettings,
+    generator: torch.Generator,
+    *,
+    vectorize: bool | None = None,
+) -> tuple[PerturbedEvaluator, DropCurve]:
+    """The evaluator and the drop as a function of the scale that :func:`sigma_prime` (random
+    settings) or :func:`alpha_prime` (worst-case settings) searches, drawn from ``generator`` in
+    their order: the subset, then the Gaussian draws or the ascent starts."""
     indices = sharpness_subset(len(x), settings.sharpness_samples, generator)
     evaluator = PerturbedEvaluator(
         model, x[indices], y[indices], variant=settings.variant, batch_size=settings.batch_size, vectorize=vectorize
     )
-    starts = uniform_starts(evaluator.weights, evaluator.perturbed_names, settings.restarts, generator)
+    if isinstance(settings, WorstCasePerturbationSettings):
+        starts = uniform_starts(evaluator.weights, evaluator.perturbed_names, settings.restarts, generator)
 
-    def perturb(alpha: float, restarts: range) -> Params:
-        return worst_case_perturbation(
-            evaluator,
-            {name: start[restarts.start : restarts.stop] for name, start in starts.items()},
-            alpha,
-            eps=settings.eps,
-            ascent_steps=settings.ascent_steps,
-            step_fraction=settings.step_fraction,
+        def ascend(alpha: float, restarts: range) -> Params:
+            return worst_case_perturbation(
+                evaluator,
+                {name: start[restarts.start : restarts.stop] for name, start in starts.items()},
+                alpha,
+                eps=settings.eps,
+                ascent_steps=settings.ascent_steps,
+                step_fraction=settings.step_fraction,
+            )
+
+        return evaluator, DropCurve(evaluator, ascend, settings.restarts, aggregate="min")
+    noise = gaussian_noise(evaluator.weights, evaluator.perturbed_names, settings.mc_samples, generator)
+
+    def draw(sigma: float, draws: range) -> Params:
+        return gaussian_perturbation(
+            evaluator.weights, {name: z[draws.start : draws.stop] for name, z in noise.items()}, sigma, settings.eps
         )
 
-    return _search(evaluator, DropCurve(evaluator, perturb, settings.restarts, aggregate="min"), settings)
+    return evaluator, DropCurve(evaluator, draw, settings.mc_samples, aggregate="mean")
+
+
+@dataclass(frozen=True)
+class FloorCheck:
+    """What :func:`floor_drop` found: the drop at ``search_low`` and whether the search answers its floor."""
+
+    drop: float
+    degenerate: bool
+
+
+def floor_drop(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    settings: RandomPerturbationSettings | WorstCasePerturbationSettings,
+    generator: torch.Generator,
+    *,
+    vectorize: bool | None = None,
+) -> FloorCheck:
+    """The training-accuracy drop at the smallest scale, ``search_low`` (0 by default): what the
+    ``eps`` floor of the perturbation costs on its own.
+
+    When it reaches the target (``degenerate``), the search has nothing to resolve and answers its
+    floor, the first degenerate case of :mod:`icc_sharpness.search` (1 / scale**2 about 1.1e12 with
+    the defaults), whatever the model's sharpness above that floor. The share of a population's
+    models where that happens decides whether a setting of ``eps`` can rank it
+    (``leaderboards/sharpness_floor.py``). Same subset and draws as the search with the same
+    generator state, so ``degenerate`` is exactly "the search answers its floor".
+    """
+    _, curve = drop_curve(model, x, y, settings, generator, vectorize=vectorize)
+    drop = float(curve(settings.search_low, math.inf))
+    return FloorCheck(
+        drop,
+        beyond_target_at_low(
+            drop, target=settings.target_deviation, tolerance=settings.tolerance, rule=settings.search, drop_step=curve.drop_step
+        ),
+    )

@@ -131,7 +131,7 @@ def _first_within_tolerance(
 ) -> SearchResult:
     resolution = (high - low) / 2 ** (max_steps + 1)
     trace = [(low, drop_at(low, target + tolerance))]
-    if trace[0][1] > target + tolerance:  # degenerate: beyond the target at the low end
+    if beyond_target_at_low(trace[0][1], target=target, tolerance=tolerance, rule="first_within_tolerance"):
         return SearchResult(value=low + resolution, converged=False, evaluations=1, trace=tuple(trace))
     for _ in range(max_steps):
         mid = 0.5 * (low + high)
@@ -156,6 +156,15 @@ def crossing_level(target: float, drop_step: float) -> float:
     return drop_step * (steps - 0.5)
 
 
+def beyond_target_at_low(drop: float, *, target: float, tolerance: float, rule: SearchRule, drop_step: float = 0.0) -> bool:
+    """Whether the search, finding ``drop`` at the low end of its interval, answers its floor there
+    (the first degenerate case in the module docstring): interpolate when the drop reaches the
+    crossing level, first_within_tolerance when it is beyond the band."""
+    if rule == "interpolate":
+        return drop >= crossing_level(target, drop_step)
+    return drop > target + tolerance
+
+
 def _interpolate(
     drop_at: DropEvaluator, target: float, tolerance: float, low: float, high: float, max_steps: int, drop_step: float
 ) -> SearchResult:
@@ -169,7 +178,7 @@ def _interpolate(
         return drop
 
     lo_drop = evaluate(low, level)  # only "is it at least the level?" matters beyond the level
-    if lo_drop >= level:  # degenerate: the crossing is at or below the low end
+    if beyond_target_at_low(lo_drop, target=target, tolerance=tolerance, rule="interpolate", drop_step=drop_step):
         return SearchResult(value=floor, converged=False, evaluations=len(trace), trace=tuple(trace))
     lo, hi, hi_drop = low, high, None  # drop(high) is evaluated only if the bracket never leaves it
     for _ in range(max_steps):
