@@ -178,8 +178,10 @@ def score_zoo(
             entries.append((ref.name, ref.label, REFERENCE_FAMILY, True, {"description": ref.description}, "", "icc-bench",
                             ref.values, [], None, True, False))
 
-    rows, points, total_draws, column_draws = [], {}, {}, {}
+    rows, points, total_draws, column_draws, ties = [], {}, {}, {}, []
     for name, label, family, higher, settings, settings_hash, plugin, values, errors, not_applicable, is_reference, heldout in entries:
+        if not is_reference and not_applicable is None and (tie := tie_note(name, values)):
+            ties.append(tie)
         intervals: dict[str, list[float]] = {}
         sign = None
         if not_applicable is None and np.isfinite(values).sum() >= 2:
@@ -232,6 +234,7 @@ def score_zoo(
     notes.append(f"regime: {regime.summary()}")
     if regime.warning():
         notes.append(f"warning: this population is {regime.warning()}")
+    notes += ties
     lb = Leaderboard(
         population=spec.get("name", zoo.root.name), zoo=str(zoo.root), target=target, kendall=kendall,
         icc_bench_version=__version__, command=command,
@@ -241,6 +244,28 @@ def score_zoo(
     )
     lb.verdict = verdict_lines(lb)
     return lb
+
+
+#: A measure whose most common value is shared by more than this share of the models gets a note.
+TIE_SHARE = 0.05
+
+
+def tie_note(name: str, values: np.ndarray) -> str | None:
+    """A note when more than :data:`TIE_SHARE` of the models (and at least two) share one value of
+    a measure: Kendall cannot order them among themselves, so the measure ranks fewer pairs than
+    the population has (a sharpness measure at its search cap, a count-valued measure)."""
+    finite = values[np.isfinite(values)]
+    if len(finite) < 2:
+        return None
+    distinct, counts = np.unique(finite, return_counts=True)
+    top = int(counts.argmax())
+    tied = int(counts[top])
+    if tied < 2 or tied <= TIE_SHARE * len(finite):
+        return None
+    return (
+        f"ties: {name} gives {tied} of {len(finite)} models one value ({distinct[top]:.4g}); "
+        "Kendall cannot order them among themselves"
+    )
 
 
 def best_sets(rows: list[MeasureRow], column_draws: dict[str, dict[str, np.ndarray]], level: float, axes: list[str]) -> dict[str, list[str]]:

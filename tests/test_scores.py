@@ -88,3 +88,22 @@ def test_the_seed_noise_caution_needs_one_group_on_every_axis(evaluated):
     assert any(line.startswith("Caution:") for line in verdict_lines(lb))
     rows = [dataclasses.replace(r, groups={**r.groups, "learning_rate": 2}) for r in lb.rows]
     assert not any(line.startswith("Caution:") for line in verdict_lines(dataclasses.replace(lb, rows=rows)))
+
+
+def test_a_value_shared_by_many_models_gets_a_tie_note():
+    """More than 5% of the models on one value (a sharpness measure at its cap): a note says how
+    many, so the reader knows Kendall ranks fewer pairs; a few coincidences get none."""
+    import numpy as np
+
+    from icc_bench.scores import tie_note
+
+    capped = np.array([1.1e12] * 42 + list(np.linspace(1.0, 2.0, 102)))
+    assert tie_note("inv_alpha_dprime", capped) == (
+        "ties: inv_alpha_dprime gives 42 of 144 models one value (1.1e+12); Kendall cannot order them among themselves"
+    )
+    few = np.array([3.0] * 7 + list(np.linspace(1.0, 2.0, 137)) + [np.nan] * 5)  # 7 of 144 finite: 4.9%
+    assert tie_note("m", few) is None
+    eight = np.array([3.0] * 8 + list(np.linspace(1.0, 2.0, 136)))  # 8 of 144: 5.6%
+    assert tie_note("m", eight).startswith("ties: m gives 8 of 144 models one value (3)")
+    assert tie_note("m", np.array([1.0, 1.0])) == "ties: m gives 2 of 2 models one value (1); Kendall cannot order them among themselves"
+    assert tie_note("m", np.array([1.0, np.nan])) is None
