@@ -11,10 +11,12 @@ square of the relative perturbation scale at which the training accuracy drops b
 - ``inv_sigma_dprime``, ``inv_alpha_dprime`` (1/sigma''^2, 1/alpha''^2): the same on conv and
   linear kernels only, BatchNorm on batch statistics (its running buffers untouched).
 
-The scale is continuous: the search bisects until both ends of its bracket are within the
-tolerance of the target drop, then interpolates the crossing between them (``search =
-"interpolate"``, :mod:`icc_sharpness.search`); ``search = "first_within_tolerance"`` gives the
-dyadic midpoints of icc_sharpness 0.1. The model is never modified (every perturbation is a
+The scale is continuous: for 1/sigma' and 1/sigma'' the search bisects until both ends of its
+bracket are within the tolerance of the target drop, then interpolates the crossing between them
+(``search = "interpolate"``, :mod:`icc_sharpness.search`); for 1/alpha' and 1/alpha'', whose drop
+counts single samples, it bisects all ``max_steps`` midpoints before interpolating (``search =
+"resolve"``), so that two networks tie only if their drops cross the target within about 2e-6 of
+each other. ``search = "first_within_tolerance"`` gives the dyadic midpoints of icc_sharpness 0.1. The model is never modified (every perturbation is a
 functional copy) and a seed gives the same value on one device. The smallest scale the search can
 return is its resolution (search_high - search_low) / 2**(max_steps + 1), so the measure is finite:
 at most about 1.1e12 with the defaults, for a network that a perturbation of scale ~1e-6 (or the
@@ -35,7 +37,7 @@ from icc_bench import Measure, MeasureContext, hookimpl
 from icc_sharpness.perturb import alpha_prime, sigma_prime
 from icc_sharpness.settings import RandomPerturbationSettings, WorstCasePerturbationSettings
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def inverse_sigma_squared(ctx: MeasureContext, settings: RandomPerturbationSettings) -> float:
