@@ -15,7 +15,8 @@ measures nothing about generalization and reads no test accuracy, so a choice of
 it cannot tune a measure toward a score. The rule the populations' specs follow (written in them):
 the largest ``eps``, at most SPEC's 1e-3, that leaves at most 5% of a population's models at the
 cap (the tolerance of the fit criterion, SPEC §4). Same evaluation seed, subset and draws as the
-measures themselves (``--seed``, default 0).
+measures themselves (``--seed``, default 0). Each check is kept in ``<zoo>/sharpness_floor.json``
+and never computed twice, so regenerating this file after adding a population costs only that one.
 """
 
 from __future__ import annotations
@@ -32,8 +33,15 @@ MEASURES = ("inv_sigma_prime", "inv_sigma_dprime", "inv_alpha_prime", "inv_alpha
 MAX_DEGENERATE = 0.05
 
 
+#: Each zoo keeps its checks here, so that a check is never computed twice (it is keyed by the
+#: checkpoint's sha256, the measure's settings hash with that eps, and the seed).
+CACHE_NAME = "sharpness_floor.json"
+
+
 def floor_counts(population: str, eps_values: list[float], *, runs_dir: str | None, seed: int) -> dict:
     """{(measure, eps): (degenerate models, models, median drop at scale 0)} for one population's zoo."""
+    import json
+    import os
     import statistics
 
     import torch
@@ -46,18 +54,31 @@ def floor_counts(population: str, eps_values: list[float], *, runs_dir: str | No
     model_ids = zoo.zoo.model_ids()
     if not model_ids:
         raise SystemExit(f"{zoo.root}: no trained models; train the population first (icc-bench train {population})")
-    dataset = load_job_dataset(zoo.spec.dataset, None)
-    x, y = torch.as_tensor(dataset.x_train), torch.as_tensor(dataset.y_train)
-    checks: dict[tuple[str, float], list] = {}
+    cache_path = zoo.root / CACHE_NAME
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    data = None
+    checks: dict[tuple[str, float], list[dict]] = {}
     for model_id in model_ids:
-        model, _ = zoo.zoo.load_model(model_id)
+        sha, model = zoo.zoo.read_record(model_id)["checkpoint_sha256"], None
         for name in MEASURES:
-            settings = zoo.measure(name).settings
             for eps in eps_values:
-                check = floor_drop(model, x, y, settings.model_copy(update={"eps": eps}), torch.Generator().manual_seed(seed))
-                checks.setdefault((name, eps), []).append(check)
+                measure = zoo.measure(name, eps=eps)
+                key = f"{model_id}|{sha}|{measure.settings_hash}|{seed}"
+                if key not in cache:
+                    if model is None:
+                        model, _ = zoo.zoo.load_model(model_id)
+                    if data is None:
+                        dataset = load_job_dataset(zoo.spec.dataset, None)
+                        data = torch.as_tensor(dataset.x_train), torch.as_tensor(dataset.y_train)
+                    check = floor_drop(model, *data, measure.settings, torch.Generator().manual_seed(seed))
+                    cache[key] = {"drop": check.drop, "degenerate": check.degenerate}
+                checks.setdefault((name, eps), []).append(cache[key])
+        if model is not None:  # commit this model's checks before the next: a kill loses at most one model's
+            tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache, sort_keys=True))
+            tmp.replace(cache_path)
     return {
-        key: (sum(c.degenerate for c in found), len(found), statistics.median(c.drop for c in found))
+        key: (sum(c["degenerate"] for c in found), len(found), statistics.median(c["drop"] for c in found))
         for key, found in checks.items()
     }
 

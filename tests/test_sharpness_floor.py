@@ -53,3 +53,21 @@ def test_the_count_is_the_measures_own_cap(two):
     zoo = icc_bench.open_zoo(str(spec_path), runs_dir=runs)
     values = zoo.compute(zoo.measure("inv_alpha_dprime", eps=5.0))
     assert counts[("inv_alpha_dprime", 5.0)][0] == int((values > 1e11).sum()) == 2
+
+
+def test_a_rerun_computes_nothing_it_has_computed(two, tmp_path, monkeypatch):
+    """Every check is kept in the zoo (keyed by checkpoint, settings with that eps, seed): a second
+    run computes none, and a new eps computes only its own."""
+    import icc_sharpness.perturb as perturb
+
+    spec_path, runs = two
+    sharpness_floor.floor_counts(str(spec_path), [5.0], runs_dir=str(runs), seed=0)  # maybe cached by another test
+    calls = []
+    real = perturb.floor_drop
+    monkeypatch.setattr(perturb, "floor_drop", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = sharpness_floor.floor_counts(str(spec_path), [5.0], runs_dir=str(runs), seed=0)
+    assert calls == []
+    both = sharpness_floor.floor_counts(str(spec_path), [5.0, 0.25], runs_dir=str(runs), seed=0)
+    assert len(calls) == 2 * len(sharpness_floor.MEASURES)  # two models, the new eps only
+    assert {k: v for k, v in both.items() if k[1] == 5.0} == first
+    assert (runs / "two" / sharpness_floor.CACHE_NAME).exists()
