@@ -63,6 +63,8 @@ def floor_counts(population: str, eps_values: list[float], *, runs_dir: str | No
         for name in MEASURES:
             for eps in eps_values:
                 measure = zoo.measure(name, eps=eps)
+                if measure.settings.search == "resolve":  # the same check as interpolate's: one key for both
+                    measure = measure.with_settings(search="interpolate")
                 key = f"{model_id}|{sha}|{measure.settings_hash}|{seed}"
                 if key not in cache:
                     if model is None:
