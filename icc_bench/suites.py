@@ -6,7 +6,7 @@ populations to look at together, in a small TOML file, ``model_zoo/suites/<name>
 
     name = "laptop"                                  # optional; must match the file name
     description = "The embedded populations"
-    populations = ["quick", "mini", "digits_quick"]   # population spec names, in display order
+    populations = ["quick", "mini", "digits_mini"]   # population spec names, in display order
 
 Suites are looked up by name in the ``suites/`` folder of every folder that population specs are
 looked up in (:func:`icc_bench.population.spec_dirs`: ``$ICC_BENCH_SPECS``, ``./model_zoo``, the
