@@ -4,6 +4,7 @@
 
 Every model record holds the seconds its training took (``train_seconds``) and every value in the
 results store the seconds its measure took (``seconds``); this script sums them per population
+(values under the settings the population uses now, evaluation seed 0)
 and sets them beside the zoo's regime (SPEC §4: the fraction of models that fit, the spread ratio
 of test accuracy). It times nothing itself: the figures are those of the runs that built the zoos,
 on whatever machine and under whatever load that was (the records name the device). Model-seconds
@@ -22,6 +23,7 @@ import sqlite3
 import statistics
 from pathlib import Path
 
+import icc_bench
 from icc_bench.population import expand, find_spec
 from icc_bench.regime import population_regime
 from icc_bench.store import STORE_NAME
@@ -30,17 +32,21 @@ from icc_bench.zoo import Zoo
 POPULATIONS = ("quick", "quick_seed1", "mini", "digits_quick", "digits_mini")
 
 
-def measure_seconds(zoo: Zoo) -> dict[str, float]:
-    """Seconds of the stored values of every measure (status ok, every seed), by measure family prefix."""
+def measure_seconds(zoo: Zoo, current: set[tuple[str, str]]) -> dict[str, float]:
+    """Seconds of the stored values (status ok, evaluation seed 0) of each measure under the settings
+    the population uses now (``current``: (name, settings hash) pairs), by measure name; values
+    stored under superseded settings are not counted."""
     path = zoo.root / STORE_NAME
     if not path.exists():
         return {}
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = db.execute("SELECT measure, SUM(seconds) FROM results WHERE status = 'ok' GROUP BY measure").fetchall()
+        rows = db.execute(
+            "SELECT measure, settings_hash, SUM(seconds) FROM results WHERE status = 'ok' AND seed = 0 GROUP BY measure, settings_hash"
+        ).fetchall()
     finally:
         db.close()
-    return {measure: float(seconds or 0.0) for measure, seconds in rows}
+    return {measure: float(seconds or 0.0) for measure, shash, seconds in rows if (measure, shash) in current}
 
 
 def family(measure: str) -> str:
@@ -58,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     rows, quick_median = [], None
-    for name in args.populations:
-        spec = find_spec(name)  # a spec name or a path to one
+    for target in args.populations:
+        spec = find_spec(target)  # a spec name or a path to one
         spec_models, name = len(expand(spec)), spec.name
         zoo = Zoo(Path(args.runs_dir) / name)
         records = list(zoo.records()) if zoo.models_dir.exists() else []
@@ -71,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         if name == "quick":
             quick_median = median
         by_family: dict[str, float] = {}
-        for measure, s in measure_seconds(zoo).items():
+        current = {(m.name, m.settings_hash) for m in icc_bench.open_zoo(target, runs_dir=args.runs_dir).measures()}
+        for measure, s in measure_seconds(zoo, current).items():
             by_family[family(measure)] = by_family.get(family(measure), 0.0) + s
         devices = sorted({str(r.get("device")) for r in records})
         rows.append((name, (len(records), spec_models, sum(seconds), median, max(seconds), devices, by_family,

@@ -62,12 +62,20 @@ def test_population_cost_adds_up_the_recorded_seconds_of_a_zoo(tmp_path, capsys)
     train_population(load_spec(spec_path), tmp_path / "runs", device="cpu")
     zoo = Zoo(tmp_path / "runs" / "two")
     records = list(zoo.records())
+    import icc_bench
+
+    current = icc_bench.open_zoo(str(spec_path), runs_dir=tmp_path / "runs")
     with ResultStore(zoo.root / "results.sqlite") as store:
         for i, (measure, seconds) in enumerate([("c1", 2.0), ("c3", 3.0), ("inv_sigma_prime", 40.0), ("pgdl_mixup", 5.0)]):
-            store.put(model_id=records[i % 2]["model_id"], checkpoint_sha256="x", measure=measure, settings_hash="h",
-                      seed=0, settings={}, status="ok", value=1.0, seconds=seconds)
-        store.put(model_id=records[0]["model_id"], checkpoint_sha256="x", measure="c2", settings_hash="h", seed=0,
-                  settings={}, status="error", error="boom", seconds=100.0)  # an error's seconds are not a value's
+            store.put(model_id=records[i % 2]["model_id"], checkpoint_sha256="x", measure=measure,
+                      settings_hash=current.measure(measure).settings_hash, seed=0, settings={}, status="ok", value=1.0,
+                      seconds=seconds)
+        store.put(model_id=records[0]["model_id"], checkpoint_sha256="x", measure="c2", settings_hash=current.measure("c2").settings_hash,
+                  seed=0, settings={}, status="error", error="boom", seconds=100.0)  # an error's seconds are not a value's
+        store.put(model_id=records[0]["model_id"], checkpoint_sha256="x", measure="c1", settings_hash="superseded", seed=0,
+                  settings={}, status="ok", value=1.0, seconds=70.0)  # other settings than the population's now
+        store.put(model_id=records[0]["model_id"], checkpoint_sha256="x", measure="c1", settings_hash=current.measure("c1").settings_hash,
+                  seed=1, settings={}, status="ok", value=1.0, seconds=80.0)  # another evaluation seed
     population_cost.main([str(spec_path), "--runs-dir", str(tmp_path / "runs")])
     out = capsys.readouterr().out
     total = sum(r["train_seconds"] for r in records)
