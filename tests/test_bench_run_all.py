@@ -84,3 +84,19 @@ def test_population_cost_adds_up_the_recorded_seconds_of_a_zoo(tmp_path, capsys)
     assert "measuring: 50 value-seconds (intraclass 5 s, others 5 s, sharpness 40 s)" in out
     median = statistics.median(r["train_seconds"] for r in records)
     assert run_all._population_cost(out) == [f"two (2/2 models): {total / 3600:.2f} h of training, median {median:.1f} s per model"]
+
+
+def test_a_section_carried_twice_keeps_the_run_it_comes_from():
+    """--only twice: a benchmark rerun in neither keeps the first run's date and commit, in one line
+    (it once took the date of the run in between, one more line each time)."""
+    first = run_all.render([_run("a_bench.py", "a: 2.0x", "a out"), _run("b_bench.py", "b: 3.0x", "b out")],
+                           INFO, datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc), LOAD)
+    second = run_all.render([_run("b_bench.py", "b: 5.0x", "b out 2")], {**INFO, "commit": "def5678"},
+                            datetime(2026, 2, 3, 4, 5, tzinfo=timezone.utc), LOAD, run_all.previous_results(first))
+    third = run_all.render([_run("b_bench.py", "b: 6.0x", "b out 3")], {**INFO, "commit": "0123456"},
+                           datetime(2026, 3, 4, 5, 6, tzinfo=timezone.utc), LOAD, run_all.previous_results(second))
+    a_section = third.split("## a_bench.py")[1].split("## b_bench.py")[0]
+    assert a_section.count("carried over from the run of") == 1
+    assert "- carried over from the run of 2026-01-02 03:04 UTC, commit abc1234" in a_section
+    assert "a_bench.py from the run of 2026-01-02 03:04 UTC, commit abc1234" in third
+    assert "a out" in a_section
