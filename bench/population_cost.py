@@ -21,10 +21,9 @@ import argparse
 import os
 import sqlite3
 import statistics
-from pathlib import Path
 
 import icc_bench
-from icc_bench.population import expand, find_spec
+from icc_bench.population import expand
 from icc_bench.regime import population_regime
 from icc_bench.store import STORE_NAME
 from icc_bench.zoo import Zoo
@@ -65,9 +64,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rows, quick_median = [], None
     for target in args.populations:
-        spec = find_spec(target)  # a spec name or a path to one
-        spec_models, name = len(expand(spec)), spec.name
-        zoo = Zoo(Path(args.runs_dir) / name)
+        opened = icc_bench.open_zoo(target, runs_dir=args.runs_dir)  # a spec name or a path to one
+        spec_models, name, zoo = len(expand(opened.spec)), opened.spec.name, opened.zoo
         records = list(zoo.records()) if zoo.models_dir.exists() else []
         if not records:
             rows.append((name, None))
@@ -77,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         if name == "quick":
             quick_median = median
         by_family: dict[str, float] = {}
-        current = {(m.name, m.settings_hash) for m in icc_bench.open_zoo(target, runs_dir=args.runs_dir).measures()}
+        current = {(m.name, m.settings_hash) for m in opened.measures()}
         for measure, s in measure_seconds(zoo, current).items():
             by_family[family(measure)] = by_family.get(family(measure), 0.0) + s
         devices = sorted({str(r.get("device")) for r in records})
