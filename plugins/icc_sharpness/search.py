@@ -7,7 +7,8 @@ it is a deterministic function of the scale and the search sees a consistent cur
 
 Three rules, the ``search`` setting:
 
-``"interpolate"`` (the default): the scale where the drop crosses the target, continuous.
+``"interpolate"`` (the default of the random measures): the scale where the drop crosses the
+    target, continuous.
     Evaluate the drop at ``search_low``; then bisect ``[search_low, search_high]``, keeping a
     bracket ``[lo, hi]`` with ``drop(lo) < T <= drop(hi)`` (T: the target, or the level T_q below
     for a counted drop), until the bracket is *tight*, i.e. both of its ends are within
@@ -36,9 +37,10 @@ Three rules, the ``search`` setting:
     and two networks that land there tie. (It also makes "reached the target" immune to the
     rounding of 1.0 - 0.9 below 0.1.) The tolerance band stays centred on the target.
 
-``"resolve"``: interpolate, but bisect all ``max_steps`` midpoints instead of stopping when the
-    bracket is tight. A counted drop is a step function of the scale; the bracket then closes in
-    on the step that crosses T_q, to ``2 res`` (below), and the chord's crossing lies within it.
+``"resolve"`` (the default of the worst-case measures): interpolate, but bisect all ``max_steps``
+    midpoints instead of stopping when the bracket is tight. A counted drop is a step function of
+    the scale; the bracket then closes in on the step that crosses T_q, to ``2 res`` (below), and
+    the chord's crossing lies within it.
     Two networks tie only if their drops cross the level within ``2 res`` of each other (about
     2e-6 with the defaults), where "interpolate" lets them tie whenever their tight brackets and
     the counts at its ends agree, which with 300 samples happens (quick: 2 of 10 models under
@@ -87,7 +89,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-#: The two search rules; see the module docstring.
+#: The three search rules; see the module docstring.
 SearchRule = Literal["interpolate", "resolve", "first_within_tolerance"]
 
 #: ``drop_at(scale, above) -> drop``: the unperturbed minus the perturbed training accuracy at

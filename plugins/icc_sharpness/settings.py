@@ -38,7 +38,7 @@ class SharpnessSearchSettings(BaseModel):
         description=(
             "'interpolate': bisect until both ends of the bracket have |drop - target_deviation| <= tolerance (or "
             "max_steps), then answer where the chord between them crosses the target (continuous values); "
-            "'resolve': the same after all max_steps midpoints (distinct values, ~1.7x the evaluations); "
+            "'resolve': the same after all max_steps midpoints (distinct values; 1.5x the evaluations of 1/alpha' on quick); "
             "'first_within_tolerance': answer the first midpoint within tolerance (dyadic values, icc_sharpness 0.1). "
             "See icc_sharpness.search"
         ),
