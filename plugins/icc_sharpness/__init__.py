@@ -19,9 +19,10 @@ counts single samples, it bisects all ``max_steps`` midpoints before interpolati
 each other. ``search = "first_within_tolerance"`` gives the dyadic midpoints of icc_sharpness 0.1.
 The model is never modified (every perturbation is a functional copy) and a seed gives the same
 value on one device. The smallest scale the search can return is its resolution
-(search_high - search_low) / 2**(max_steps + 1), so the measure is finite: at most about 1.1e12 with the defaults, for a network that a perturbation of scale ~1e-6 (or the
-eps floor alone) already costs 0.1 of training accuracy; the largest scale is search_high, so the
-measure is at least 1 / search_high**2 = 0.25.
+(search_high - search_low) / 2**(max_steps + 1), so the measure is finite: at most about 1.1e12
+with the defaults, for a network that a perturbation of scale ~1e-6 (or the eps floor alone)
+already costs 0.1 of training accuracy; the largest scale is search_high, so the measure is at
+least 1 / search_high**2 = 0.25.
 
 References
 ----------
