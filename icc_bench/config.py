@@ -188,14 +188,16 @@ class SpecError(ValueError):
 
 
 def load_spec(path: str | Path) -> PopulationSpec:
-    """Read and validate one ``model_zoo/*.toml`` file."""
+    """Read and validate one ``model_zoo/*.toml`` file.
+
+    A spec may start from another: ``extends = "quick.toml"`` (a path relative to the file) takes
+    that spec and lays this file over it, table by table and key by key (``[grid]``,
+    ``[measure_settings.c2]``, ...); a value that is not a table, lists included, replaces the
+    base's. The name is always this file's own (its stem unless it sets ``name``). Used for a
+    population on another training seed: ``extends = "mini.toml"`` and ``seeds = [1]``.
+    """
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such population spec file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(f"{path}: not valid TOML ({e}); fix the syntax at that position") from None
+    raw = _read_layers(path, ())
     raw.setdefault("name", path.stem)
     try:
         return PopulationSpec.model_validate(raw)
@@ -204,3 +206,44 @@ def load_spec(path: str | Path) -> PopulationSpec:
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
         raise SpecError(f"{path}: field '{field}': {first['msg']}{more}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such population spec file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: not valid TOML ({e}); fix the syntax at that position") from None
+
+
+def _read_layers(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """The raw table of ``path`` with the spec it ``extends`` (if any) underneath it."""
+    raw = _read_toml(path)
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise SpecError(f"{path}: field 'extends': expected the path of another spec as a string, "
+                        f"e.g. extends = \"quick.toml\" (relative to this file), got {base!r}")
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise SpecError(f"{path}: field 'extends': no spec file {base_path} "
+                        "(the path is relative to the extending file); fix the path")
+    chain = (*seen, path.resolve())
+    if base_path.resolve() in chain:
+        raise SpecError(f"{path}: field 'extends': a loop ({' -> '.join(p.name for p in (*chain, base_path))}); "
+                        "a spec cannot extend itself, directly or through another; remove one 'extends'")
+    underneath = _read_layers(base_path, chain)
+    underneath.pop("name", None)  # the extending file names its own population
+    return _overlay(underneath, raw)
+
+
+def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _overlay(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -95,3 +95,51 @@ def test_invalid_toml_and_unknown_name(tmp_path):
         load_spec(path)
     with pytest.raises(SpecError, match="did you mean 'quick'"):
         find_spec("quikc")
+
+
+def test_extends_lays_the_file_over_its_base_table_by_table(tmp_path):
+    (tmp_path / "base.toml").write_text(
+        'name = "base_name"\ndescription = "the base"\nseeds = [0]\n' + BASE
+        + "\n[measure_settings.c2]\nk = 1\nprobe_samples = 100\n"
+    )
+    (tmp_path / "child.toml").write_text(
+        'extends = "base.toml"\nseeds = [1, 2]\n'
+        '[grid]\nbatch_size = [16, 48]\n'          # a list replaces the base's list
+        '[measure_settings.c2]\nk = 3\n'           # a table merges key by key
+        '[measure_settings.c4]\nk = 1\n'
+    )
+    base, child = load_spec(tmp_path / "base.toml"), load_spec(tmp_path / "child.toml")
+    assert child.name == "child"                   # never the base's name
+    assert child.description == "the base"        # what the child does not set, it inherits
+    assert child.seeds == [1, 2]
+    assert list(child.grid.batch_size) == [16, 48]
+    assert child.grid.optimizer == base.grid.optimizer and child.grid.lr_wd == base.grid.lr_wd
+    assert child.measure_settings == {"c2": {"k": 3, "probe_samples": 100}, "c4": {"k": 1}}
+    assert child.dataset == base.dataset and child.architecture == base.architecture
+    assert len(child.configurations()) == 2 * len(base.configurations())
+
+
+def test_the_seed_variants_are_their_base_on_another_seed():
+    for variant, base in [("quick_seed1", "quick"), ("mini_seed1", "mini")]:
+        v = find_spec(variant).model_dump()
+        b = find_spec(base).model_dump()
+        assert v["seeds"] == [1] and b["seeds"] == [0]
+        assert {k for k in b if b[k] != v[k]} == {"name", "description", "seeds"}
+
+
+@pytest.mark.parametrize(
+    "files,match",
+    [
+        ({"a.toml": 'extends = "missing.toml"\n'}, r"a\.toml: field 'extends': no spec file .*missing\.toml"),
+        ({"a.toml": "extends = 3\n"}, r"a\.toml: field 'extends': expected the path of another spec"),
+        ({"a.toml": 'extends = "b.toml"\n', "b.toml": 'extends = "a.toml"\n'},
+         r"b\.toml: field 'extends': a loop \(a\.toml -> b\.toml -> a\.toml\)"),
+        ({"a.toml": 'extends = "a.toml"\n'}, r"a\.toml: field 'extends': a loop \(a\.toml -> a\.toml\)"),
+        ({"a.toml": 'extends = "b.toml"\n', "b.toml": "x = [\n"}, r"b\.toml: not valid TOML"),
+    ],
+)
+def test_extends_errors_name_the_file_and_the_fix(tmp_path, files, match):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(SpecError, match=match):
+        load_spec(tmp_path / "a.toml")
