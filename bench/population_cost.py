@@ -4,9 +4,9 @@
 
 Every model record holds the seconds its training took (``train_seconds``) and every value in the
 results store the seconds its measure took (``seconds``); this script sums them per population
-(values under the settings the population uses now, evaluation seed 0)
-and sets them beside the zoo's regime (SPEC §4: the fraction of models that fit, the spread ratio
-of test accuracy). It times nothing itself: the figures are those of the runs that built the zoos,
+(values under the settings the population uses now, evaluation seed 0) and per measure family (the
+``family`` each measure declares), and sets them beside the zoo's regime (SPEC §4: the fraction of models
+that fit, the spread ratio of test accuracy). It times nothing itself: the figures are those of the runs that built the zoos,
 on whatever machine and under whatever load that was (the records name the device). Model-seconds
 add up the work of every process; two processes sharing 2 cores finish in about half of that.
 
@@ -28,7 +28,7 @@ from icc_bench.regime import population_regime
 from icc_bench.store import STORE_NAME
 from icc_bench.zoo import Zoo
 
-POPULATIONS = ("quick", "quick_seed1", "mini", "digits_quick", "digits_mini")
+POPULATIONS = ("quick", "quick_seed1", "mini", "mini_seed1", "digits_quick", "digits_mini")
 
 
 def measure_seconds(zoo: Zoo, current: set[tuple[str, str]]) -> dict[str, float]:
@@ -46,14 +46,6 @@ def measure_seconds(zoo: Zoo, current: set[tuple[str, str]]) -> dict[str, float]
     finally:
         db.close()
     return {measure: float(seconds or 0.0) for measure, shash, seconds in rows if (measure, shash) in current}
-
-
-def family(measure: str) -> str:
-    if measure in ("c1", "c2", "c3", "c4"):
-        return "intraclass"
-    if measure.startswith("inv_"):
-        return "sharpness"
-    return "others"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,9 +67,10 @@ def main(argv: list[str] | None = None) -> None:
         if name == "quick":
             quick_median = median
         by_family: dict[str, float] = {}
-        current = {(m.name, m.settings_hash) for m in opened.measures()}
-        for measure, s in measure_seconds(zoo, current).items():
-            by_family[family(measure)] = by_family.get(family(measure), 0.0) + s
+        measures = opened.measures()
+        family_of = {m.name: m.family for m in measures}
+        for measure, s in measure_seconds(zoo, {(m.name, m.settings_hash) for m in measures}).items():
+            by_family[family_of[measure]] = by_family.get(family_of[measure], 0.0) + s
         devices = sorted({str(r.get("device")) for r in records})
         rows.append((name, (len(records), spec_models, sum(seconds), median, max(seconds), devices, by_family,
                             population_regime(records))))

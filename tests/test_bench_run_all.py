@@ -81,7 +81,7 @@ def test_population_cost_adds_up_the_recorded_seconds_of_a_zoo(tmp_path, capsys)
     total = sum(r["train_seconds"] for r in records)
     assert "population 'two': 2 of its 2 models trained, on cpu" in out
     assert f"training: {total:,.0f} model-seconds ({total / 3600:.2f} h)" in out
-    assert "measuring: 50 value-seconds (intraclass 5 s, others 5 s, sharpness 40 s)" in out
+    assert "measuring: 50 value-seconds (PGDL winners 5 s, intraclass clustering 5 s, sharpness 40 s)" in out
     median = statistics.median(r["train_seconds"] for r in records)
     assert run_all._population_cost(out) == [f"two (2/2 models): {total / 3600:.2f} h of training, median {median:.1f} s per model"]
 
