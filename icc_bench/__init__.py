@@ -117,7 +117,9 @@ The last two read the zoo the model came from (``icc-bench evaluate`` passes it)
   leaderboard marks such measures, since they use information the others do not.
 - Settings are a frozen pydantic model whose defaults are the published ones. Users override them
   (``measure.with_settings(quantile=0.05)``); each combination is stored under its own
-  ``settings_hash``.
+  ``settings_hash``. When a fix changes what the measure computes under the same settings, bump
+  ``revision`` (``Measure(..., revision=1)``): it enters the hash, so stored values of the old
+  code are no longer used and the next evaluate computes the new ones.
 
 5. Testing it
 -------------

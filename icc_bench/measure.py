@@ -103,6 +103,12 @@ class Measure:
         concatenated, in layer order) singles out each subclass from the rest of its superclass,
         higher = better, a NaN row for a subclass with no value; and ``probe`` the
         :class:`ProbeSample` the scores were computed on. None (the default): no per-neuron form.
+    revision : int
+        Bump it (1, 2, ...) when a fix changes what the measure computes under the same settings:
+        the results store keys values by :attr:`settings_hash`, which includes the revision when
+        it is above 0, so values of the old code are no longer used (they stay in the store) and
+        the next ``icc-bench evaluate`` computes the new ones. Default 0, which leaves the key as it
+        was before revisions existed.
 
     The two forms are fields of the measure rather than hooks of their own so that each shares
     the measure's name, settings (the population's ``[measure_settings]`` included) and
@@ -120,6 +126,7 @@ class Measure:
     per_layer: PerLayerFn | None = field(default=None, compare=False)
     per_neuron: PerNeuronFn | None = field(default=None, compare=False)
     plugin: PluginInfo | None = field(default=None, compare=False)
+    revision: int = 0
 
     def __post_init__(self) -> None:
         where = f"measure {self.name!r}"
@@ -131,6 +138,9 @@ class Measure:
             value = getattr(self, flag)
             if not isinstance(value, bool):
                 raise InvalidMeasureError(f"{where}: {flag} must be True or False, got {value!r}")
+        if not isinstance(self.revision, int) or isinstance(self.revision, bool) or self.revision < 0:
+            raise InvalidMeasureError(f"{where}: revision must be an integer >= 0 (bump it when a fix changes the values), "
+                                      f"got {self.revision!r}")
         if not callable(self.fn):
             raise InvalidMeasureError(f"{where}: fn must be a function fn(ctx, settings) -> float, got {self.fn!r}")
         _check_takes_ctx_and_settings(where, self.fn)
@@ -153,12 +163,15 @@ class Measure:
 
     @property
     def settings_hash(self) -> str:
-        """16 hex digits of the sha256 of the canonical JSON of the name and settings.
+        """16 hex digits of the sha256 of the canonical JSON of the name, settings and revision.
 
-        The results store keys values by it, so a value computed with other settings is never
-        mistaken for this one.
+        The results store keys values by it, so a value computed with other settings, or by a
+        revision of the measure that has since been fixed, is never mistaken for this one. Revision
+        0 is left out of the payload, so that keys made before revisions existed stay valid.
         """
-        payload = {"measure": self.name, "settings": self.settings.model_dump(mode="json")}
+        payload: dict[str, Any] = {"measure": self.name, "settings": self.settings.model_dump(mode="json")}
+        if self.revision:
+            payload["revision"] = self.revision
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

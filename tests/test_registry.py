@@ -96,6 +96,18 @@ def test_settings_hash_changes_with_name_and_settings_only():
     assert base.with_settings(k=30).settings_hash == base.settings_hash
 
 
+def test_a_revision_above_0_enters_the_hash_and_0_leaves_it_as_it_was():
+    base = make_measure("c1", settings=KSettings(k=5))
+    revised = make_measure("c1", settings=KSettings(k=5), revision=2)
+    assert make_measure("c1", settings=KSettings(k=5), revision=0).settings_hash == base.settings_hash
+    canonical = '{"measure":"c1","revision":2,"settings":{"agg":"median","k":5}}'
+    assert revised.settings_hash == hashlib.sha256(canonical.encode()).hexdigest()[:16] != base.settings_hash
+    assert revised.with_settings(k=5).settings_hash == revised.settings_hash  # a settings change keeps the revision
+    for bad in (-1, 1.5, "2", True):
+        with pytest.raises(InvalidMeasureError, match=r"measure 'c1': revision must be an integer >= 0"):
+            make_measure("c1", revision=bad)
+
+
 def test_with_settings_validates_through_the_settings_model():
     base = make_measure("c1")
     changed = base.with_settings(k=5, agg="mean")

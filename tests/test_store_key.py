@@ -97,3 +97,25 @@ def test_evaluate_leaderboard_and_analysis_each_read_their_own_seed(tmp_path):
         frame = dynamics(Zoo(zoo), [model_id], [measure], cache=cache, seed=seed)
         values = frame[frame["quantity"] == "seed_mark"]["value"]
         assert len(values) and ((100 * seed <= values) & (values < 100 * seed + 1)).all()
+
+
+def test_a_revised_measure_is_computed_again_and_the_old_values_are_kept(tmp_path):
+    """A fix that bumps `revision` changes the key: evaluate computes the new values, the leaderboard
+    shows them, and the old revision's rows stay in the store."""
+    spec = write_tiny(tmp_path, epochs=2)
+    plugin = tmp_path / "seed_mark.py"
+    runs, zoo = tmp_path / "runs", tmp_path / "runs" / "tiny"
+    common = ["--plugin", str(plugin), "--measures", "seed_mark", "--bootstrap", "0"]
+    plugin.write_text(PLUGIN)
+    assert main(["evaluate", str(spec), "--runs-dir", str(runs), *common, "--out", str(tmp_path / "r0")]) == 0
+    fixed = PLUGIN.replace("return 100.0 * ctx.seed + float", "return 50.0 + 100.0 * ctx.seed + float")
+    plugin.write_text(fixed)  # the fix alone, same settings: the stored values are reused
+    assert main(["evaluate", str(zoo), *common, "--out", str(tmp_path / "stale")]) == 0
+    assert all(p.value < 1 for p in read_leaderboard(tmp_path / "stale" / "tiny.json").points["seed_mark"])
+    plugin.write_text(fixed.replace("settings=Settings()))", "settings=Settings(), revision=1))"))
+    assert main(["evaluate", str(zoo), *common, "--out", str(tmp_path / "r1")]) == 0
+    points = read_leaderboard(tmp_path / "r1" / "tiny.json").points["seed_mark"]
+    assert points and all(50 <= p.value < 51 for p in points)
+    with ResultStore(zoo / "results.sqlite") as store:
+        hashes = {k.settings_hash for k in store.keys() if k.measure == "seed_mark"}
+    assert len(hashes) == 2  # both revisions' values are in the store
