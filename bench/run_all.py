@@ -171,6 +171,16 @@ BENCHMARKS: dict[str, Benchmark] = {
             "lower is better",
             ratios=_pgdl_cost,
         ),
+        Benchmark(
+            "paper_gpu_hours.py",
+            reference="the same configurations trained one at a time on the same device, in the same run: seconds "
+            "per training step alone and per step of a group of 16 (each a 3-epoch minus a 1-epoch run), on "
+            "stand-in data of CIFAR's shape; without CUDA it measures nothing and says so",
+            reading="projected hours to train each paper population one at a time / batched (upper bounds: no "
+            "early stop, no test passes); higher is better, goal >= 10 on a GPU",
+            ratios=lambda out: [line.removeprefix("  ratio ").strip() for line in out.splitlines() if line.startswith("  ratio (")]
+            or [line for line in out.splitlines() if line.startswith("no CUDA device")],
+        ),
     )
 }
 
