@@ -172,6 +172,15 @@ BENCHMARKS: dict[str, Benchmark] = {
             ratios=_pgdl_cost,
         ),
         Benchmark(
+            "training_headroom.py",
+            args=("--population", "quick", "mini", "digits_mini"),
+            reference="a 1024 x 1024 float32 matrix product on the same thread (the rate arithmetic-bound work "
+            "reaches here); FLOPs of a step counted by torch's FlopCounterMode; best of 20, process CPU time",
+            reading="the reference's GFLOP/s / one training step's: an upper bound on what batching a population of "
+            "that network can save on this CPU; below 4, the >= 4x goal is out of reach by batching",
+            ratios=lambda out: [line.strip().removeprefix("headroom ") for line in out.splitlines() if line.strip().startswith("headroom (")],
+        ),
+        Benchmark(
             "paper_gpu_hours.py",
             reference="the same configurations trained one at a time on the same device, in the same run: seconds "
             "per training step alone and per step of a group of 16 (each a 3-epoch minus a 1-epoch run), on "
