@@ -27,17 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from _common import best_of
+
 from icc_bench.population import find_spec, load_job_dataset
 from icc_bench.train import init_model, make_optimizer
-
-
-def best_seconds(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    return best
 
 
 def main() -> None:
@@ -50,7 +43,7 @@ def main() -> None:
 
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     torch.mm(a, b)
-    matmul = 2 * 1024**3 / best_seconds(lambda: torch.mm(a, b), 20) / 1e9
+    matmul = 2 * 1024**3 / best_of(20, lambda: torch.mm(a, b), time.process_time) / 1e9
     print(f"reference: 1024 x 1024 float32 matrix product, {args.threads} thread(s): {matmul:.1f} GFLOP/s")
 
     for name in args.population:
@@ -70,7 +63,7 @@ def main() -> None:
         with FlopCounterMode(display=False) as counter:
             step()
         flops = counter.get_total_flops()
-        seconds = best_seconds(step, args.steps)
+        seconds = best_of(args.steps, step, time.process_time)
         rate = flops / seconds / 1e9
         print(f"population '{name}': {spec.architecture.name} base width {spec.architecture.base_width}, batch {hp.batch_size}, "
               f"input {tuple(x.shape[1:])}: {flops / 1e6:.1f} MFLOP per step, {1e3 * seconds:.2f} ms, {rate:.1f} GFLOP/s")

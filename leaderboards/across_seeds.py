@@ -33,7 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
 
+import numpy as np
+
 from icc_bench.leaderboard.model import Leaderboard, MeasureRow, read_leaderboard
+from icc_bench.scoring import kendall_tau
 from icc_bench.uncertainty import distinguishable
 
 HERE = Path(__file__).resolve().parent
@@ -82,18 +85,6 @@ def statements(made_by: Leaderboard, other: Leaderboard, measures: list[str]) ->
     return found
 
 
-def kendall_tau_a(x: list[float], y: list[float]) -> float:
-    """Plain Kendall τ-a of two equally long lists (pairs tied in either count 0)."""
-    n = len(x)
-    if n < 2:
-        return math.nan
-    def sign(v: float) -> int:
-        return (v > 0) - (v < 0)
-
-    s = sum(sign(x[i] - x[j]) * sign(y[i] - y[j]) for i, j in itertools.combinations(range(n), 2))
-    return s / (n * (n - 1) / 2)
-
-
 def chance_outside(level: float) -> float:
     """The probability that a second draw's point lands outside the first's central ``level``
     interval when both are normal with the same spread (their difference has sqrt(2) times it)."""
@@ -101,9 +92,7 @@ def chance_outside(level: float) -> float:
     return 2 * (1 - NormalDist().cdf(z / math.sqrt(2)))
 
 
-def _psi(row: MeasureRow | None) -> str:
-    if row is None:
-        return "n/a"
+def _psi(row: MeasureRow) -> str:
     lo, hi = row.intervals.get("total", (math.nan, math.nan))
     return f"{row.total:.2f} [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else f"{row.total:.2f}"
 
@@ -131,10 +120,10 @@ def compare(first: Leaderboard, second: Leaderboard) -> list[str]:
     order = sorted(both, key=lambda m: -(a_rows[m].total + b_rows[m].total))
     out += [f"| measure | family | Ψ {first.population} | Ψ {second.population} | difference | each inside the other's interval |",
             "| --- | --- | --- | --- | ---: | --- |"]
+    inside = {(True, True): "both", (True, False): f"only {second.population}'s in {first.population}'s",
+              (False, True): f"only {first.population}'s in {second.population}'s", (False, False): "**neither**"}
     for m in order:
         a, b = a_rows[m], b_rows[m]
-        inside = {(True, True): "both", (True, False): f"only {second.population}'s in {first.population}'s",
-                  (False, True): f"only {first.population}'s in {second.population}'s", (False, False): "**neither**"}
         mark = " †" if m in settings_differ else ""
         label = f"{a.label}{mark}" + (" (reference)" if a.reference else "")
         out.append(f"| {label} | {a.family} | {_psi(a)} | {_psi(b)} | {b.total - a.total:+.2f} | "
@@ -144,7 +133,7 @@ def compare(first: Leaderboard, second: Leaderboard) -> list[str]:
         out += ["", f"Scored on one seed only: {', '.join(only)}."]
 
     candidates = [m for m in order if not a_rows[m].reference]
-    tau = kendall_tau_a([a_rows[m].total for m in candidates], [b_rows[m].total for m in candidates])
+    tau = kendall_tau(np.array([a_rows[m].total for m in candidates]), np.array([b_rows[m].total for m in candidates]))
     moved = sum(not _inside(b_rows[m].total, a_rows[m]) for m in candidates)
     out += ["", f"**Rank agreement** of the {len(candidates)} measures' Ψ: Kendall τ-a = {tau:.2f}. "
             f"{moved} of {len(candidates)} measures have their {second.population} Ψ outside their {first.population} interval; "

@@ -41,12 +41,12 @@ CACHE_NAME = "sharpness_floor.json"
 def floor_counts(population: str, eps_values: list[float], *, runs_dir: str | None, seed: int) -> dict:
     """{(measure, eps): (degenerate models, models, median drop at scale 0)} for one population's zoo."""
     import json
-    import os
     import statistics
 
     import torch
 
     import icc_bench
+    from icc_bench.files import atomic_write_json
     from icc_bench.population import load_job_dataset
     from icc_sharpness.perturb import floor_drop
 
@@ -76,9 +76,7 @@ def floor_counts(population: str, eps_values: list[float], *, runs_dir: str | No
                     cache[key] = {"drop": check.drop, "degenerate": check.degenerate}
                 checks.setdefault((name, eps), []).append(cache[key])
         if model is not None:  # commit this model's checks before the next: a kill loses at most one model's
-            tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache, sort_keys=True))
-            tmp.replace(cache_path)
+            atomic_write_json(cache_path, cache)
     return {
         key: (sum(c["degenerate"] for c in found), len(found), statistics.median(c["drop"] for c in found))
         for key, found in checks.items()

@@ -9,6 +9,7 @@ import random
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from icc_bench.leaderboard.model import Leaderboard, MeasureRow, to_json
@@ -51,15 +52,16 @@ def test_each_statement_is_judged_on_the_other_seed():
     assert found[("a", "b")].other_share == pytest.approx(0.99)
 
 
-def test_kendall_tau_a_matches_a_count_of_concordant_pairs():
+def test_the_rank_agreement_is_kendall_tau_a_over_concordant_pairs():
+    """The file's τ-a is scoring.kendall_tau (tau_a), ties counted as 0."""
     rng = random.Random(0)
     for n in (2, 5, 9):
         x = [rng.choice([0.1, 0.2, 0.3, 0.4]) for _ in range(n)]  # ties on purpose
         y = [rng.random() for _ in range(n)]
         concordant = sum((x[i] - x[j]) * (y[i] - y[j]) > 0 for i, j in itertools.combinations(range(n), 2))
         discordant = sum((x[i] - x[j]) * (y[i] - y[j]) < 0 for i, j in itertools.combinations(range(n), 2))
-        assert across_seeds.kendall_tau_a(x, y) == pytest.approx((concordant - discordant) / (n * (n - 1) / 2))
-    assert across_seeds.kendall_tau_a([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == -1.0
+        assert across_seeds.kendall_tau(np.array(x), np.array(y)) == pytest.approx((concordant - discordant) / (n * (n - 1) / 2))
+    assert across_seeds.kendall_tau(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])) == -1.0
 
 
 def test_chance_outside_is_that_of_two_equal_normals():
